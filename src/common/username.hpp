@@ -3,8 +3,28 @@
 // separators '.', '_' and '-' (not first or last, not two in a row), in a single script
 // (plus the Common script for digits and separators). Comparison is case-insensitive and
 // confusable-insensitive: two usernames that look alike share one key.
+//
+// In detail, normalize_username checks in this order:
+//   1. at most kMaxUsernameBytes bytes of input (too_long);
+//   2. well-formed UTF-8 without NUL (invalid_utf8);
+//   3. after NFC: every code point is a letter (category L), a decimal digit (Nd), '.', '_',
+//      '-', or a combining mark (Mn, Mc) after a letter or another such mark, and none is
+//      default-ignorable, so ZWJ, ZWNJ, U+200B, soft hyphen, bidi controls, variation
+//      selectors, spaces, controls, symbols and punctuation are rejected (disallowed_character);
+//   4. separator placement (misplaced_separator);
+//   5. kMinUsernameLength to kMaxUsernameLength code points of the NFC form (too_short, too_long);
+//   6. after NFKC case folding, every character except the separators is in the UTS #39
+//      recommended identifier set, which leaves out obsolete scripts and technical
+//      letters (disallowed_character);
+//   7. ICU's spoof checker: one script under UTS #39 "single script" restriction, where
+//      Han with Hiragana and Katakana, or Han with Hangul, counts as one (mixed_script);
+//      digits from one numbering system (mixed_script); no combining mark repeated on one
+//      letter (disallowed_character).
+// Full-width letters pass and share the key of their ASCII forms. A name written wholly in
+// Cyrillic or Greek letters that look like Latin ones passes and shares the Latin name's key.
 #pragma once
 
+#include <cstddef>
 #include <string>
 #include <string_view>
 
@@ -19,6 +39,7 @@ enum class UsernameError {
   disallowed_character,   // a character outside the allowed set (control, space, invisible, symbol, ...)
   misplaced_separator,    // a separator first, last, or next to another separator
   mixed_script,           // letters from more than one script
+  normalization_failed,   // ICU failed or its data is missing: a server fault, not the user's
 };
 
 inline constexpr std::size_t kMinUsernameLength = 3;
@@ -27,10 +48,20 @@ inline constexpr std::size_t kMaxUsernameBytes = 256;
 
 struct NormalizedUsername {
   std::string display;  // NFC form, as the user typed it apart from normalization; shown back
-  std::string key;      // case-folded confusable skeleton (UTS #39); unique in the user table
+  // NFKC_Casefold of the UTS #39 skeleton of the NFKC_Casefold form of `display`; unique
+  // in the user table. The second fold merges skeleton prototypes that differ only in case,
+  // so "bob0" (skeleton "bobO") and "bobo" share a key.
+  // NOTE: the skeleton comes from the confusables data of the linked ICU (72 on Debian 12),
+  // so after an ICU upgrade stored keys should be recomputed from `display`.
+  // NOTE: case folding runs before the skeleton, so "I" becomes "i" and "aIice" gets a key
+  // different from "alice", although the two can look alike in sans-serif fonts.
+  std::string key;
+
+  bool operator==(const NormalizedUsername&) const = default;
 };
 
 // Validates and normalizes. Idempotent: normalizing `display` again gives the same result.
+// Thread-safe.
 Result<NormalizedUsername, UsernameError> normalize_username(std::string_view raw);
 
 }  // namespace licensing
