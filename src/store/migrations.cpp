@@ -1,6 +1,7 @@
 // The schema, as an ordered list of migrations. Both back ends run the same DDL, so the
 // types are the ones SQLite and PostgreSQL share: TEXT, and BIGINT for Unix seconds.
-// To change the schema, append one entry to kMigrations; never edit an applied one.
+// To change the schema, append one entry to kMigrations. Never edit an applied one,
+// because databases that ran it will not run it again.
 #include <fmt/core.h>
 
 #include <array>

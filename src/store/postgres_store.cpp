@@ -135,8 +135,8 @@ class PostgresStore final : public Store {
 
  private:
   // Runs `body` in one transaction on a pooled connection and commits when it succeeds.
-  // libpqxx exceptions become store errors here; their messages are not copied into the
-  // detail because the server's message can quote the failed statement or key values.
+  // libpqxx exceptions become store errors here. Their messages stay out of the detail
+  // because the server's message can quote the failed statement or key values.
   template <typename T, typename Body>
   Result<T, StoreError> transact(std::string_view action, Body&& body);
 
@@ -173,12 +173,12 @@ Result<T, StoreError> PostgresStore::transact(std::string_view action, Body&& bo
   } catch (const pqxx::foreign_key_violation&) {
     return fail(StoreError::not_found, fmt::format("{}: the referenced row does not exist", action));
   } catch (const pqxx::undefined_table&) {
-    return fail(StoreError::migration, fmt::format("{}: a table is missing; run the migrations first", action));
+    return fail(StoreError::migration, fmt::format("{}: a table is missing, run migrate() first", action));
   } catch (const pqxx::sql_error& error) {
     if (is_connection_lost(error.sqlstate())) lease->discard();
     return fail(StoreError::unavailable, fmt::format("{}: database error, SQLSTATE {}", action, error.sqlstate()));
   } catch (const pqxx::conversion_error&) {
-    return fail(StoreError::corrupt, fmt::format("{}: a column holds a value of the wrong type", action));
+    return fail(StoreError::corrupt, fmt::format("{}: invalid column value, conversion failed", action));
   } catch (const std::exception& error) {
     // Other libpqxx failures (usage, internal) leave the connection in an unknown state.
     lease->discard();
@@ -201,7 +201,7 @@ Result<void, StoreError> PostgresStore::migrate() {
   const int known = static_cast<int>(migrations_.size());
   while (true) {
     // One transaction per migration. The advisory lock is held until the transaction
-    // ends, so a second process waits here and then sees the new version.
+    // ends, so a second process waits here and then reads the new version.
     auto applied = transact<bool>("apply migration", [&](pqxx::work& transaction) -> Result<bool, StoreError> {
       transaction.exec_params("SELECT pg_advisory_xact_lock($1)", kMigrationLockKey);
       if (!transaction.exec1("SELECT to_regclass('schema_migrations') IS NOT NULL")[0].as<bool>()) {

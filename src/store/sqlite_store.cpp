@@ -1,7 +1,7 @@
 // The SQLite back end: one connection per Store object, and a mutex that serializes
 // every call on it. Writes that read first run in BEGIN IMMEDIATE transactions, so they
 // take the write lock before reading and two connections (or processes) cannot
-// interleave; the busy timeout makes the second one wait instead of failing.
+// interleave. The busy timeout makes the second one wait instead of failing.
 #include <fcntl.h>
 #include <fmt/core.h>
 #include <sqlite3.h>
@@ -45,7 +45,7 @@ Error<StoreError> sqlite_error(sqlite3* db, int code, std::string_view action) {
     return {StoreError::corrupt, fmt::format("{}: {}", action, reason)};
   }
   if (primary == SQLITE_ERROR && db != nullptr && std::strstr(sqlite3_errmsg(db), "no such table") != nullptr) {
-    return {StoreError::migration, fmt::format("{}: a table is missing; run the migrations first", action)};
+    return {StoreError::migration, fmt::format("{}: a table is missing, run migrate() first", action)};
   }
   return {StoreError::unavailable, fmt::format("{}: {}", action, reason)};
 }
@@ -420,12 +420,14 @@ bool SqliteStore::ping() {
 }
 
 // Creates the file with mode 0600 before SQLite opens it, because SQLite would create it
-// with 0644 less the umask. SQLite gives the -wal and -shm files the main file's mode.
+// with 0644 less the umask. SQLite gives the -wal and -shm files the main file's mode
+// (SQLite 3.40, checked by SqliteFile.CreatedPrivateInWalMode).
 Result<void, StoreError> create_private_file(const std::string& path) {
   const int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
   if (fd < 0) {
     return fail(StoreError::unavailable, fmt::format("cannot open database file {}: {}", path, std::strerror(errno)));
   }
+  // NOTE: an existing file keeps its mode, even when group or others can read it.
   ::close(fd);
   return {};
 }
@@ -434,7 +436,8 @@ Result<void, StoreError> configure(sqlite3* db, std::chrono::milliseconds busy_t
   sqlite3_extended_result_codes(db, 1);
   sqlite3_busy_timeout(db, static_cast<int>(busy_timeout.count()));
 
-  // journal_mode returns the mode now in effect, which stays "delete" if WAL is refused.
+  // journal_mode returns the mode now in effect, which stays "delete" when SQLite cannot
+  // switch to WAL.
   sqlite3_stmt* raw = nullptr;
   if (sqlite3_prepare_v2(db, "PRAGMA journal_mode = WAL", -1, &raw, nullptr) != SQLITE_OK) {
     return std::unexpected(sqlite_error(db, sqlite3_extended_errcode(db), "enable WAL mode"));

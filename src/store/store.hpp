@@ -59,9 +59,10 @@ class Store {
  public:
   virtual ~Store() = default;
 
-  // Applies pending migrations in order, each in one transaction; records them in
+  // Applies pending migrations in order, each in one transaction, and records them in
   // schema_migrations. Safe to run from two processes at once.
-  // Fails with `migration` when the database is at a version newer than this build knows.
+  // Fails with `migration` when the database is at a version newer than the last
+  // migration of this build.
   virtual Result<void, StoreError> migrate() = 0;
   // The highest applied migration: 0 before the first migrate(), -1 when the database
   // cannot be read.
@@ -84,10 +85,10 @@ class Store {
   // The checks run in this order: unknown hash, revoked family, already used, expired
   // (now >= expires_at). Times are stored as whole Unix seconds, rounded down.
   virtual Result<RefreshResult, StoreError> use_refresh_token(std::string_view token_hash, TimePoint now) = 0;
-  // Marks the family revoked; revoking it again keeps the first time. not_found for an
-  // unknown family.
-  virtual Result<void, StoreError> revoke_family(std::string_view family_id, TimePoint now) = 0;
+  // Marks the family revoked. Revoking it again keeps the first time. Fails with
   // not_found for an unknown family.
+  virtual Result<void, StoreError> revoke_family(std::string_view family_id, TimePoint now) = 0;
+  // Fails with not_found for an unknown family.
   virtual Result<bool, StoreError> is_family_revoked(std::string_view family_id) = 0;
 
   // True when a trivial query succeeds; for /readyz.

@@ -633,7 +633,7 @@ TEST(OpenStore, RelativeSqlitePathRejected) {
 }
 
 TEST(OpenStore, UnreachablePostgresUnavailable) {
-  // Port 1 on loopback has no server, so the connection is refused at once.
+  // Nothing normally listens on port 1 of loopback, so the connection is refused at once.
   auto store = open_store("postgresql://licensing:hunter2@127.0.0.1:1/licensing");
   ASSERT_FALSE(store);
   EXPECT_EQ(store.error().code, StoreError::unavailable);
