@@ -45,6 +45,8 @@ enum class KeyError {
   config,      // an HS256 secret shorter than 32 bytes, say
 };
 
+std::string_view to_string(KeyError code);
+
 struct VerifyOptions {
   std::string issuer;
   std::string audience;
@@ -88,6 +90,10 @@ class TokenKeys {
   virtual Result<std::string, KeyError> rotate(std::chrono::system_clock::time_point now) = 0;
 
   virtual std::string current_kid() const = 0;
+
+  // True when the current key is at least rotation_period old at `now`, so the caller
+  // should call rotate(). Always false in HS256 mode, where rotate() is not available.
+  virtual bool rotation_due(std::chrono::system_clock::time_point now) const = 0;
 };
 
 // Verifies a token against a published JWKS (the path the enclave and clients take).
