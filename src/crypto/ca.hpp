@@ -5,6 +5,7 @@
 
 #include <chrono>
 #include <filesystem>
+#include <functional>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -17,7 +18,8 @@ namespace licensing::crypto {
 enum class CertificateError {
   io,
   invalid_csr,         // not a PEM CSR, a bad self-signature, or a key other than P-256 / Ed25519
-  invalid_request,     // no SAN, a malformed DNS name or IP address, a lifetime out of range
+  invalid_request,     // no SAN, a malformed DNS name or IP address, a lifetime out of range,
+                       // or an organization name that is empty or longer than 64 bytes
   permissions,         // a CA key file readable by group or others
   signing_failed,
 };
@@ -39,13 +41,28 @@ struct IssuedCertificate {
 
 class CertificateAuthority {
  public:
-  // Loads the CA from `directory`, creating the root and issuing CA when absent.
+  using TimeSource = std::function<std::chrono::system_clock::time_point()>;
+
+  // Loads the CA from `directory`, creating the root and issuing CA when absent. Files:
+  // root.key.pem and issuing.key.pem (0600, refused when group or others have any access),
+  // root.pem and issuing.pem. The loaded keys must match the certificates, and the issuing
+  // certificate must be signed by the root. A directory with neither certificate is
+  // (re)created; one with only one of them is an io error.
   static Result<std::unique_ptr<CertificateAuthority>, CertificateError> open(const std::filesystem::path& directory,
                                                                               std::string_view organization);
+  // The same, reading the time for validity periods from `now` (tests inject a fixed time).
+  static Result<std::unique_ptr<CertificateAuthority>, CertificateError> open(const std::filesystem::path& directory,
+                                                                              std::string_view organization,
+                                                                              TimeSource now);
   virtual ~CertificateAuthority() = default;
 
   // Signs a TLS server certificate: CA:FALSE, digitalSignature, serverAuth only, and the
-  // SANs given here; the CSR's own subject and extensions are ignored.
+  // SANs given here; the CSR's own subject and extensions are ignored. Checks: the CSR's
+  // self-signature, a P-256 or Ed25519 key (invalid_csr); 1 to 100 names, DNS names as
+  // LDH host names, IP addresses as inet_pton parses them, no duplicates, a lifetime of
+  // 5 minutes to 90 days (invalid_request). The subject is CN=<first DNS name, else first
+  // IP address>, or empty with a critical SAN when that name is longer than 64 bytes.
+  // notBefore is 5 minutes before now. Thread-safe.
   virtual Result<IssuedCertificate, CertificateError> issue_server_certificate(const ServerCertificateRequest& request) = 0;
 
   // The root certificate, PEM: what clients trust.
