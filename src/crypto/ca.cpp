@@ -80,7 +80,7 @@ std::optional<std::vector<std::uint8_t>> parse_ip_address(const std::string& tex
 // DER INTEGER stays positive, which leaves 127 random bits.
 Result<std::pair<ossl::Asn1Integer, std::string>, CertificateError> random_serial() {
   std::array<std::uint8_t, 16> bytes{};
-  if (!ossl::random_bytes(bytes)) return fail(CertificateError::signing_failed, "the random generator failed");
+  if (!ossl::random_bytes(bytes)) return fail(CertificateError::signing_failed, "the random number generator failed");
   bytes[0] &= 0x7f;
   if (bytes[0] == 0) bytes[0] = 0x01;
 
@@ -152,8 +152,9 @@ Result<void, CertificateError> finish_certificate(X509* certificate, EVP_PKEY* s
   return {};
 }
 
-// Creates a CA certificate: basicConstraints CA:TRUE with `path_length`, keyCertSign and
-// cRLSign, a subject key identifier, and for a subordinate CA the authority key identifier.
+// Creates a CA certificate with `basic_constraints` (critical, CA:TRUE and a pathlen),
+// keyUsage keyCertSign and cRLSign, a subject key identifier, and, for a subordinate CA,
+// the authority key identifier.
 Result<ossl::X509Cert, CertificateError> make_ca_certificate(const CertificateTemplate& spec, const char* basic_constraints) {
   auto started = start_certificate(spec);
   if (!started) return std::unexpected(std::move(started.error()));
@@ -226,8 +227,8 @@ Result<void, CertificateError> write_certificate(const std::filesystem::path& pa
   return {};
 }
 
-// Writes the keys first and the issuing certificate last: a directory without both
-// certificates was never handed out and is created afresh on the next start.
+// Writes the keys first and the certificates last. A directory with neither certificate was
+// never handed out, so the next start creates the CA afresh.
 Result<void, CertificateError> save_ca(const std::filesystem::path& directory, const CaMaterial& ca) {
   if (auto written = write_key(directory / kRootKeyFile, ca.root_key.get()); !written) return written;
   if (auto written = write_key(directory / kIssuingKeyFile, ca.issuing_key.get()); !written) return written;
@@ -346,7 +347,7 @@ Result<void, CertificateError> check_request(const ServerCertificateRequest& req
 }
 
 // Parses the CSR and returns its public key after checking the key type and the
-// self-signature (proof that the requester holds the private key).
+// self-signature, which proves that the requester has the private key.
 Result<ossl::Pkey, CertificateError> check_csr(std::string_view csr_pem) {
   if (csr_pem.size() > kMaxCsrBytes) {
     return fail(CertificateError::invalid_csr, "CSR is " + std::to_string(csr_pem.size()) + " bytes, the maximum is " +
@@ -392,8 +393,8 @@ class BuiltInCertificateAuthority final : public CertificateAuthority {
       return fail(CertificateError::signing_failed, "the requested lifetime ends after the issuing CA expires");
     }
 
-    // RFC 5280, section 4.1.2.6: the subject CN is the first name when it fits; otherwise the
-    // subject is empty and the subjectAltName extension is critical (section 4.2.1.6).
+    // The subject CN is the first name when it fits in 64 bytes. Otherwise the subject is
+    // empty, and RFC 5280 (section 4.2.1.6) then requires a critical subjectAltName.
     const std::string common_name = request.dns_names.empty() ? request.ip_addresses.front() : request.dns_names.front();
     const bool has_subject = common_name.size() <= kMaxCommonNameBytes;
     auto subject = has_subject ? make_name({{"CN", common_name}}) : make_name({});
@@ -473,8 +474,10 @@ Result<std::unique_ptr<CertificateAuthority>, CertificateError> CertificateAutho
   const bool has_root = std::filesystem::exists(directory / kRootCertificateFile);
   const bool has_issuing = std::filesystem::exists(directory / kIssuingCertificateFile);
   if (has_root != has_issuing) {
-    return fail(CertificateError::io, directory.string() + " holds only one of " + kRootCertificateFile + " and " +
-                                          kIssuingCertificateFile + "; restore the missing file from a backup");
+    return fail(CertificateError::io, directory.string() + " contains only one of " + kRootCertificateFile + " and " +
+                                          kIssuingCertificateFile +
+                                          ". Restore the missing file from a backup, or empty the directory "
+                                          "to create a new CA if no client trusts the old root yet");
   }
 
   Result<CaMaterial, CertificateError> ca = has_root ? load_ca(directory) : create_ca(organization, now());

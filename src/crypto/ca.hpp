@@ -44,7 +44,7 @@ class CertificateAuthority {
   using TimeSource = std::function<std::chrono::system_clock::time_point()>;
 
   // Loads the CA from `directory`, creating the root and issuing CA when absent. Files:
-  // root.key.pem and issuing.key.pem (0600, refused when group or others have any access),
+  // root.key.pem and issuing.key.pem (0600, rejected when group or others have any access),
   // root.pem and issuing.pem. The loaded keys must match the certificates, and the issuing
   // certificate must be signed by the root. A directory with neither certificate is
   // (re)created; one with only one of them is an io error.

@@ -18,11 +18,10 @@ Result<nlohmann::json, ossl::CryptoError> public_jwk(const EVP_PKEY* key);
 // required members crv, kty, x, y in lexicographic order and no whitespace (section 3.2).
 Result<std::string, ossl::CryptoError> jwk_thumbprint(const EVP_PKEY* key);
 
-// Imports a public JWK for ES256 verification. Accepts only kty "EC", crv "P-256", x and y
-// of 32 bytes each in canonical base64url, forming a point on the curve; "alg", when
-// present, must be "ES256" and "use", when present, "sig". A JWK with the private member
-// "d" is rejected, so a private key published by mistake is never used. "kid" is not
-// checked here.
+// Imports a public JWK for ES256 verification. Accepts only kty "EC", crv "P-256", and x
+// and y of 32 bytes each in canonical base64url that form a point on the curve. "alg" must
+// be "ES256" and "use" must be "sig" when present. A JWK with the private member "d" is
+// rejected, so a private key published by mistake is never used. "kid" is not checked here.
 Result<ossl::Pkey, ossl::CryptoError> public_key_from_jwk(const nlohmann::json& jwk);
 
 }  // namespace licensing::crypto::detail

@@ -145,8 +145,8 @@ Result<DecodedJws, TokenError> decode_compact(std::string_view token, JwsAlgorit
   if (!header) return fail(TokenError::malformed, "header is not valid JSON: " + header.error().detail);
   if (!header->is_object()) return fail(TokenError::malformed, "header is not a JSON object");
 
-  // An allow-list of members. Everything else, including keys or key URLs that would let
-  // the token choose its own verification key (jwk, jku, x5u, x5c), and crit, is refused.
+  // An allow-list of members. Everything else is rejected, including crit and the keys or
+  // key URLs that would let the token choose its own verification key (jwk, jku, x5u, x5c).
   for (const auto& [name, value] : header->items()) {
     if (name != "alg" && name != "typ" && name != "kid") {
       return fail(TokenError::forbidden_header, "header member " + excerpt(name) + " is not accepted");

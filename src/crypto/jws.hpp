@@ -88,14 +88,14 @@ Result<std::string, TokenError> jwt_signing_input(JwsAlgorithm algorithm, std::s
 // Parses the payload as a JSON object: strict, no duplicate members, depth <= 8 (malformed).
 Result<nlohmann::json, TokenError> parse_claims(std::span<const std::uint8_t> payload);
 
-// Checks the registered claims (RFC 7519, section 4.1):
-//  - iss, sub, aud, exp, iat, nbf and jti present (missing_claim);
-//  - iss, sub and jti non-empty strings; aud a string or an array of strings; exp, iat and
-//    nbf integer NumericDates in [0, 253402300799] (invalid_claim);
-//  - exp > iat and exp - iat <= max_lifetime (invalid_claim);
-//  - iss equal to options.issuer (wrong_issuer); options.audience among aud (wrong_audience);
-//    an empty expected issuer or audience matches nothing;
-//  - now < exp + skew (expired), nbf <= now + skew (not_yet_valid), iat <= now + skew
+// Checks the registered claims (RFC 7519, section 4.1), in this order:
+//  - iss, sub, aud, exp, iat, nbf and jti are present (missing_claim).
+//  - iss, sub and jti are non-empty strings, aud is a string or an array of strings, and
+//    exp, iat and nbf are integer NumericDates in [0, 253402300799] (invalid_claim).
+//  - exp > iat and exp - iat <= max_lifetime (invalid_claim).
+//  - iss equals options.issuer (wrong_issuer) and aud contains options.audience
+//    (wrong_audience). An empty expected issuer or audience matches nothing.
+//  - now < exp + skew (expired), nbf <= now + skew (not_yet_valid) and iat <= now + skew
 //    (issued_in_future), with now truncated to whole seconds.
 // Other claims are not checked.
 Result<void, TokenError> check_claims(const nlohmann::json& claims, const VerifyOptions& options);

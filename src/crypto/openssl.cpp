@@ -12,6 +12,7 @@
 
 #include <cerrno>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <limits>
 #include <system_error>
@@ -71,21 +72,25 @@ std::string bio_contents(BIO* bio) {
 }
 
 Result<std::string, FileError> read_all(int fd, std::size_t max_bytes, const std::filesystem::path& path) {
+  // The buffer may hold key material, so it is wiped on every return path.
   std::string contents;
   char buffer[4096];
+  auto stop = [&](Result<std::string, FileError> result) {
+    OPENSSL_cleanse(buffer, sizeof(buffer));
+    if (!result) wipe_string(contents);
+    return result;
+  };
   while (true) {
     const ssize_t count = ::read(fd, buffer, sizeof(buffer));
     if (count < 0 && errno == EINTR) continue;
-    if (count < 0) return fail(FileError::io, "read " + path.string() + " failed: " + errno_text(errno));
+    if (count < 0) return stop(fail(FileError::io, "read " + path.string() + " failed: " + errno_text(errno)));
     if (count == 0) break;
     if (contents.size() + static_cast<std::size_t>(count) > max_bytes) {
-      wipe_string(contents);
-      return fail(FileError::too_large, path.string() + " is larger than " + std::to_string(max_bytes) + " bytes");
+      return stop(fail(FileError::too_large, path.string() + " is larger than " + std::to_string(max_bytes) + " bytes"));
     }
     contents.append(buffer, static_cast<std::size_t>(count));
   }
-  OPENSSL_cleanse(buffer, sizeof(buffer));
-  return contents;
+  return stop(std::move(contents));
 }
 
 Result<UniqueFd, FileError> open_regular_file(const std::filesystem::path& path, struct stat& status) {
@@ -120,9 +125,9 @@ std::string drain_errors() {
 Sha256Digest sha256(std::span<const std::uint8_t> bytes) {
   Sha256Digest digest{};
   unsigned int length = 0;
-  // EVP_Digest with SHA-256 fails only when the default provider cannot be loaded, which
-  // aborts start-up long before this is reached.
-  EVP_Digest(bytes.data(), bytes.size(), digest.data(), &length, EVP_sha256(), nullptr);
+  // EVP_Digest fails only when SHA-256 itself is unavailable (no default provider). Nothing
+  // in the server can work then, and returning a made-up digest would be worse than stopping.
+  if (EVP_Digest(bytes.data(), bytes.size(), digest.data(), &length, EVP_sha256(), nullptr) != 1) std::abort();
   return digest;
 }
 
@@ -348,7 +353,7 @@ Result<std::string, FileError> read_public_file(const std::filesystem::path& pat
 Result<void, FileError> write_file_atomically(const std::filesystem::path& path, std::span<const std::uint8_t> bytes,
                                               mode_t mode) {
   std::array<std::uint8_t, 8> suffix{};
-  if (!random_bytes(suffix)) return fail(FileError::io, "the random generator failed");
+  if (!random_bytes(suffix)) return fail(FileError::io, "the random number generator failed");
   const std::filesystem::path temporary = path.string() + ".tmp-" + to_hex(suffix);
 
   UniqueFd fd(::open(temporary.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode));

@@ -1,9 +1,9 @@
 // RAII ownership for OpenSSL 3 objects, PEM and DER conversion, private file I/O and
 // digests. Every OpenSSL object is owned by one of the pointer types below from the moment
-// it is created; `release()` is called only after a setter has taken ownership.
+// it is created. `release()` is called only after a setter has taken ownership.
 //
-// Functions that fail return a value and clear the OpenSSL error queue first (after
-// copying its text into the error detail), so a stale error never leaks into a later one.
+// Functions that fail return an error value. They copy the OpenSSL error queue into the
+// error detail and clear it, so a stale error never leaks into a later one.
 #pragma once
 
 #include <openssl/bio.h>

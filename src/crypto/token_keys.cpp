@@ -224,14 +224,14 @@ class Es256TokenKeys final : public TokenKeys {
     return !key || now - key->created_at >= config_.rotation_period;
   }
 
-  // Drops retired keys that are past retention, from memory and from disk. The current key
-  // is never dropped. A retired key goes when it is older than rotation_period + retention
-  // and, in addition, its successor has been current for `retention`: a key that stayed
-  // current too long (no rotation while the server was down) still covers the tokens it
-  // signed just before it was replaced. Requires the exclusive lock.
+  // Deletes retired keys past retention from memory and from disk, and never the current
+  // key. A retired key is deleted when it is older than rotation_period + retention and its
+  // successor has been current for at least `retention`. The second condition keeps a key
+  // that stayed current too long (no rotation while the server was down), so the tokens it
+  // signed just before it was replaced still verify. The caller holds the exclusive lock.
   void prune(Clock::time_point now) {
     const auto max_age = config_.rotation_period + config_.retention;
-    std::vector<SigningKeyPtr> kept;
+    std::vector<SigningKeyPtr> retained;
     for (std::size_t i = 0; i < keys_.size(); ++i) {
       const bool is_current = i + 1 == keys_.size();
       const bool too_old = now - keys_[i]->created_at > max_age;
@@ -240,9 +240,9 @@ class Es256TokenKeys final : public TokenKeys {
         delete_key_files(config_.key_directory, keys_[i]->kid);
         continue;
       }
-      kept.push_back(keys_[i]);
+      retained.push_back(keys_[i]);
     }
-    keys_ = std::move(kept);
+    keys_ = std::move(retained);
   }
 
  private:
@@ -351,7 +351,9 @@ Result<std::unique_ptr<TokenKeys>, KeyError> TokenKeys::open(TokenKeysConfig con
 
   if (config.key_directory.empty()) return fail(KeyError::config, "key_directory is empty");
   if (config.rotation_period <= std::chrono::seconds::zero() || config.retention < std::chrono::seconds::zero()) {
-    return fail(KeyError::config, "rotation_period must be positive and retention not negative");
+    return fail(KeyError::config, "rotation_period must be positive and retention must not be negative, got " +
+                                      std::to_string(config.rotation_period.count()) + " s and " +
+                                      std::to_string(config.retention.count()) + " s");
   }
 
   if (auto directory = ossl::ensure_private_directory(config.key_directory); !directory) {

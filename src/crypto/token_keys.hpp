@@ -57,7 +57,10 @@ struct VerifyOptions {
 };
 
 struct TokenKeysConfig {
-  // ES256: directory of PEM keys, one per kid, created 0700 with files 0600.
+  // ES256: directory of PEM keys, one per kid, created 0700 with files 0600. Each key is
+  // "<kid>.pem" (PKCS#8), where kid is the RFC 7638 JWK thumbprint of its public key, and
+  // "<kid>.json" records its creation time as {"created_at": <Unix seconds>}. Without that
+  // file, the key file's modification time is used.
   std::filesystem::path key_directory;
   // Keys older than this are no longer used to sign; they stay in the JWKS for
   // `retention` more, so tokens they signed keep verifying until they expire.
@@ -72,7 +75,10 @@ struct TokenKeysConfig {
 class TokenKeys {
  public:
   // Loads every key in the directory, creating one when there is none or the newest is
-  // older than rotation_period.
+  // older than rotation_period. Fails with `permissions` for a key file that group or
+  // others can access (or a directory they can write), with `invalid` for a "*.pem" file
+  // that is not a P-256 key named by its thumbprint, and with `config` for an HS256
+  // secret shorter than 32 bytes.
   static Result<std::unique_ptr<TokenKeys>, KeyError> open(TokenKeysConfig config,
                                                            std::chrono::system_clock::time_point now);
   virtual ~TokenKeys() = default;
