@@ -333,9 +333,9 @@ TEST_F(CaTest, CsrSubjectAndExtensionsIgnored) {
   sk_X509_EXTENSION_push(extensions.get(), X509V3_EXT_conf_nid(nullptr, nullptr, NID_subject_alt_name, "DNS:evil.example"));
   sk_X509_EXTENSION_push(extensions.get(), X509V3_EXT_conf_nid(nullptr, nullptr, NID_ext_key_usage, "clientAuth,codeSigning"));
 
-  auto wanted = request({"enclave-1.licensing.test"});
-  wanted.csr_pem = make_csr(key.get(), "evil.example", EVP_sha256(), extensions.get());
-  const auto issued = ca_->issue_server_certificate(wanted);
+  auto certificate_request = request({"enclave-1.licensing.test"});
+  certificate_request.csr_pem = make_csr(key.get(), "evil.example", EVP_sha256(), extensions.get());
+  const auto issued = ca_->issue_server_certificate(certificate_request);
   ASSERT_TRUE(issued.has_value()) << issued.error().detail;
   const auto leaf = parse(issued->certificate_pem);
 
@@ -369,9 +369,9 @@ TEST_F(CaTest, LongNameGivesEmptySubjectAndCriticalSan) {
 TEST_F(CaTest, Ed25519CsrAccepted) {
   ossl::Pkey key(EVP_PKEY_Q_keygen(nullptr, nullptr, "ED25519"));
   ASSERT_TRUE(key);
-  auto wanted = request({"enclave-1.licensing.test"});
-  wanted.csr_pem = make_csr(key.get(), "enclave-1", nullptr);
-  const auto issued = ca_->issue_server_certificate(wanted);
+  auto certificate_request = request({"enclave-1.licensing.test"});
+  certificate_request.csr_pem = make_csr(key.get(), "enclave-1", nullptr);
+  const auto issued = ca_->issue_server_certificate(certificate_request);
   ASSERT_TRUE(issued.has_value()) << issued.error().detail;
   EXPECT_EQ(verify_chain(ca_->root_pem(), ca_->issuing_pem(), issued->certificate_pem, kNow), std::nullopt);
 }
@@ -390,9 +390,9 @@ TEST_F(CaTest, TamperedCsrSignatureRejected) {
   const unsigned char* cursor = der.data();
   ossl::X509Req tampered(d2i_X509_REQ(nullptr, &cursor, length));
   ASSERT_TRUE(tampered);
-  auto wanted = request({"enclave-1.licensing.test"});
-  wanted.csr_pem = request_to_pem(tampered.get());
-  EXPECT_EQ(rejection(wanted), CertificateError::invalid_csr);
+  auto certificate_request = request({"enclave-1.licensing.test"});
+  certificate_request.csr_pem = request_to_pem(tampered.get());
+  EXPECT_EQ(rejection(certificate_request), CertificateError::invalid_csr);
 }
 
 TEST_F(CaTest, CsrSignedByOtherKeyRejected) {
@@ -401,9 +401,9 @@ TEST_F(CaTest, CsrSignedByOtherKeyRejected) {
   ossl::X509Req csr(X509_REQ_new());
   X509_REQ_set_pubkey(csr.get(), subject_key.get());
   ASSERT_GT(X509_REQ_sign(csr.get(), other_key.get(), EVP_sha256()), 0);
-  auto wanted = request({"enclave-1.licensing.test"});
-  wanted.csr_pem = request_to_pem(csr.get());
-  EXPECT_EQ(rejection(wanted), CertificateError::invalid_csr);
+  auto certificate_request = request({"enclave-1.licensing.test"});
+  certificate_request.csr_pem = request_to_pem(csr.get());
+  EXPECT_EQ(rejection(certificate_request), CertificateError::invalid_csr);
 }
 
 TEST_F(CaTest, RsaAndP384CsrRejected) {
@@ -412,9 +412,9 @@ TEST_F(CaTest, RsaAndP384CsrRejected) {
   ASSERT_TRUE(rsa);
   ASSERT_TRUE(p384);
   for (EVP_PKEY* key : {rsa.get(), p384.get()}) {
-    auto wanted = request({"enclave-1.licensing.test"});
-    wanted.csr_pem = make_csr(key, "enclave-1");
-    EXPECT_EQ(rejection(wanted), CertificateError::invalid_csr) << EVP_PKEY_get0_type_name(key);
+    auto certificate_request = request({"enclave-1.licensing.test"});
+    certificate_request.csr_pem = make_csr(key, "enclave-1");
+    EXPECT_EQ(rejection(certificate_request), CertificateError::invalid_csr) << EVP_PKEY_get0_type_name(key);
   }
 }
 
@@ -422,9 +422,9 @@ TEST_F(CaTest, GarbageCsrRejected) {
   for (const std::string& pem : {std::string(), std::string("not a csr"), ca_->root_pem(),
                                  std::string("-----BEGIN CERTIFICATE REQUEST-----\nAAAA\n-----END CERTIFICATE REQUEST-----\n"),
                                  std::string(20000, 'A')}) {
-    auto wanted = request({"enclave-1.licensing.test"});
-    wanted.csr_pem = pem;
-    EXPECT_EQ(rejection(wanted), CertificateError::invalid_csr) << pem.substr(0, 40);
+    auto certificate_request = request({"enclave-1.licensing.test"});
+    certificate_request.csr_pem = pem;
+    EXPECT_EQ(rejection(certificate_request), CertificateError::invalid_csr) << pem.substr(0, 40);
   }
 }
 
@@ -460,16 +460,16 @@ TEST_F(CaTest, NameListChecked) {
 }
 
 TEST_F(CaTest, LifetimeBoundsChecked) {
-  auto wanted = request({"enclave-1.licensing.test"});
+  auto certificate_request = request({"enclave-1.licensing.test"});
   for (const auto& [lifetime, accepted] :
        {std::pair{std::chrono::seconds(299), false}, std::pair{std::chrono::seconds(300), true},
         std::pair{std::chrono::seconds(90 * 24h), true}, std::pair{std::chrono::seconds(90 * 24h) + 1s, false},
         std::pair{std::chrono::seconds(-1), false}}) {
-    wanted.lifetime = lifetime;
+    certificate_request.lifetime = lifetime;
     if (accepted) {
-      EXPECT_EQ(rejection(wanted), std::nullopt) << lifetime.count();
+      EXPECT_EQ(rejection(certificate_request), std::nullopt) << lifetime.count();
     } else {
-      EXPECT_EQ(rejection(wanted), CertificateError::invalid_request) << lifetime.count();
+      EXPECT_EQ(rejection(certificate_request), CertificateError::invalid_request) << lifetime.count();
     }
   }
 }
@@ -479,11 +479,11 @@ TEST_F(CaTest, ConcurrentIssuanceGivesDistinctSerials) {
   std::mutex mutex;
   std::set<std::string> serials;
   int failures = 0;
-  const auto wanted = request({"enclave-1.licensing.test"});
+  const auto certificate_request = request({"enclave-1.licensing.test"});
   for (int thread = 0; thread < 4; ++thread) {
     threads.emplace_back([&] {
       for (int i = 0; i < 5; ++i) {
-        const auto issued = ca_->issue_server_certificate(wanted);
+        const auto issued = ca_->issue_server_certificate(certificate_request);
         const std::lock_guard lock(mutex);
         if (issued) {
           serials.insert(issued->serial_hex);
