@@ -52,10 +52,25 @@ using Handler = std::function<boost::asio::awaitable<Response>(Request&)>;
 // "urn:licensing:problem:invalid-json"; `detail` is safe for clients.
 Response problem(unsigned status, std::string_view type, std::string_view title, std::string_view detail);
 
+// Problem types that the server itself sends, before or around a handler.
+namespace problem_type {
+inline constexpr std::string_view bad_request = "urn:licensing:problem:bad-request";                    // 400
+inline constexpr std::string_view not_found = "urn:licensing:problem:not-found";                        // 404
+inline constexpr std::string_view method_not_allowed = "urn:licensing:problem:method-not-allowed";      // 405
+inline constexpr std::string_view body_too_large = "urn:licensing:problem:body-too-large";              // 413
+inline constexpr std::string_view header_too_large = "urn:licensing:problem:header-too-large";          // 431
+inline constexpr std::string_view internal = "urn:licensing:problem:internal";                          // 500
+inline constexpr std::string_view unavailable = "urn:licensing:problem:unavailable";                    // 503
+inline constexpr std::string_view http_version_not_supported = "urn:licensing:problem:http-version-not-supported";  // 505
+}  // namespace problem_type
+
+// Routes are added before the server starts; `match` may then run on several threads.
 class Router {
  public:
   // `pattern` is a path such as "/v1/enclaves/{id}"; a segment in braces matches one
-  // non-empty path segment.
+  // non-empty path segment. Segments are compared byte for byte, without percent-decoding.
+  // Throws std::invalid_argument for a pattern that does not start with '/', a malformed or
+  // repeated "{name}", an empty handler, or a method and pattern added twice.
   void add(beast_http::verb method, std::string pattern, Handler handler);
 
   struct Match {
@@ -63,7 +78,9 @@ class Router {
     std::map<std::string, std::string> params;
     bool path_known = false;  // some route has this path (for 405 against 404)
     std::string pattern;      // the matched route, for metrics labels
+    std::vector<beast_http::verb> allowed;  // methods of the routes with this path, for Allow
   };
+  // When several patterns match, the route added first wins.
   Match match(beast_http::verb method, std::string_view path) const;
 
  private:
@@ -83,6 +100,8 @@ struct ServerLimits {
   std::chrono::seconds header_timeout{10};
   std::chrono::seconds body_timeout{10};
   std::chrono::seconds idle_timeout{60};
+  std::chrono::seconds handshake_timeout{10};  // TLS handshake
+  std::chrono::seconds write_timeout{10};      // writing one response
   std::size_t max_connections = 1024;
   std::size_t max_requests_per_connection = 1000;
 };
@@ -104,6 +123,8 @@ struct RequestRecord {
 };
 using Observer = std::function<void(const RequestRecord&)>;
 
+// The io_context must outlive the Server, because the destructor calls stop(), which posts
+// to it.
 class Server {
  public:
   Server(boost::asio::io_context& io, ServerConfig config, std::shared_ptr<const Router> router, Observer observer = {});
@@ -111,10 +132,17 @@ class Server {
   Server(const Server&) = delete;
   Server& operator=(const Server&) = delete;
 
-  // Binds and starts accepting; throws std::system_error on a bind failure and
-  // std::invalid_argument for plain HTTP on a non-loopback address.
+  // Binds and starts accepting. Throws std::system_error on a bind failure, and
+  // std::invalid_argument for an address that is not an IP literal or for plain HTTP on a
+  // non-loopback address. A server starts once.
+  //
+  // Past limits.max_connections a plain-TCP connection gets 503 with Retry-After and is
+  // closed without its request being read; a TLS connection is closed at once, because
+  // answering it would cost a handshake while the server is saturated.
   void start();
-  // Stops accepting and closes open connections.
+  // Stops accepting and closes open connections: those waiting for a request at once, the
+  // others after their current response. Safe from any thread; the io_context runs out
+  // when the last connection has closed.
   void stop();
   std::uint16_t port() const;
   std::size_t open_connections() const;
