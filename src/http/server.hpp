@@ -137,8 +137,8 @@ class Server {
   // non-loopback address. A server starts once.
   //
   // Past limits.max_connections a plain-TCP connection gets 503 with Retry-After and is
-  // closed without its request being read; a TLS connection is closed at once, because
-  // answering it would cost a handshake while the server is saturated.
+  // closed without its request being read. A TLS connection is closed at once, because
+  // sending a 503 over TLS would cost a handshake while the server is saturated.
   void start();
   // Stops accepting and closes open connections: those waiting for a request at once, the
   // others after their current response. Safe from any thread; the io_context runs out
