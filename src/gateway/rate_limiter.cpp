@@ -42,6 +42,16 @@ RateLimiter::Decision RateLimiter::acquire(std::string_view key, TimePoint now) 
   return Decision{true, seconds::zero()};
 }
 
+void RateLimiter::cancel(std::string_view key) {
+  const std::lock_guard lock(mutex_);
+
+  const auto found = entries_.find(key);
+  if (found == entries_.end()) return;
+  Entry& entry = found->second;
+  if (entry.in_flight > 0) --entry.in_flight;
+  if (entry.in_flight == 0 && entry.failures.empty()) entries_.erase(found);
+}
+
 void RateLimiter::release(std::string_view key, bool success, TimePoint now) {
   const std::lock_guard lock(mutex_);
 

@@ -56,6 +56,10 @@ class RateLimiter {
   // recorded at `now`. A release without a matching acquire still records the outcome.
   void release(std::string_view key, bool success, TimePoint now);
 
+  // Ends a reservation without recording an outcome: for an attempt abandoned before the
+  // password was checked (the other limiter denied it, or the server was overloaded).
+  void cancel(std::string_view key);
+
   // Keys in the table, including expired ones not yet evicted. For metrics and tests.
   std::size_t tracked_keys() const;
 

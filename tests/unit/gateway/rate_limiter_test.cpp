@@ -218,6 +218,25 @@ TEST(RateLimiter, ReservedKeysAreNotEvicted) {
   EXPECT_TRUE(limiter.acquire("c", kStart + seconds(3600)).allowed);
 }
 
+TEST(RateLimiter, CancelFreesReservationWithoutFailure) {
+  RateLimiter limiter(config(1, seconds(60)));
+  ASSERT_TRUE(limiter.acquire("alice", kStart).allowed);
+  EXPECT_FALSE(limiter.acquire("alice", kStart).allowed);
+
+  limiter.cancel("alice");
+  EXPECT_TRUE(limiter.acquire("alice", kStart).allowed);
+}
+
+TEST(RateLimiter, CancelKeepsRecordedFailures) {
+  RateLimiter limiter(config(2, seconds(60)));
+  ASSERT_TRUE(fail_once(limiter, "alice", kStart));
+  ASSERT_TRUE(limiter.acquire("alice", kStart).allowed);
+  limiter.cancel("alice");
+
+  ASSERT_TRUE(fail_once(limiter, "alice", kStart));
+  EXPECT_FALSE(limiter.acquire("alice", kStart).allowed);
+}
+
 TEST(RateLimiter, ZeroConfigThrows) {
   EXPECT_THROW(RateLimiter(config(0, seconds(60))), std::invalid_argument);
   EXPECT_THROW(RateLimiter(config(5, seconds(0))), std::invalid_argument);

@@ -1,0 +1,294 @@
+// licensectl: the command-line client of the licensing server.
+
+#include <CLI/CLI.hpp>
+#include <nlohmann/json.hpp>
+
+#include <fcntl.h>
+#include <termios.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <optional>
+#include <string>
+
+#include "client/dev_stack.hpp"
+#include "client/https_client.hpp"
+#include "common/secret.hpp"
+
+namespace {
+
+namespace fs = std::filesystem;
+using licensing::client::HttpOptions;
+using licensing::client::HttpRequest;
+using licensing::client::HttpResponse;
+
+struct GlobalOptions {
+  std::string gateway_url;
+  std::string ca_bundle;
+  std::string stack_file;
+  std::string session_file;
+  bool password_stdin = false;
+};
+
+// The session file holds the tokens; it is written 0600 and replaced atomically.
+struct Session {
+  std::string gateway_url;
+  std::string ca_bundle;
+  std::string username;
+  std::string access_token;
+  std::string refresh_token;
+};
+
+fs::path default_session_file() {
+  if (const char* config = std::getenv("XDG_CONFIG_HOME"); config != nullptr && *config != '\0') {
+    return fs::path(config) / "licensectl" / "session.json";
+  }
+  if (const char* home = std::getenv("HOME"); home != nullptr && *home != '\0') {
+    return fs::path(home) / ".config" / "licensectl" / "session.json";
+  }
+  throw std::runtime_error("set HOME or pass --session FILE");
+}
+
+std::optional<Session> load_session(const fs::path& file) {
+  std::ifstream in(file);
+  if (!in) return std::nullopt;
+  const auto json = nlohmann::json::parse(in, nullptr, false);
+  if (!json.is_object()) return std::nullopt;
+  return Session{json.value("gateway_url", ""), json.value("ca_bundle", ""), json.value("username", ""),
+                 json.value("access_token", ""), json.value("refresh_token", "")};
+}
+
+void save_session(const fs::path& file, const Session& session) {
+  fs::create_directories(file.parent_path().empty() ? fs::path(".") : file.parent_path());
+  const fs::path temporary = file.string() + ".tmp";
+  fs::remove(temporary);
+  const int descriptor = open(temporary.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+  if (descriptor < 0) throw std::runtime_error("cannot write " + temporary.string());
+  std::string text = nlohmann::json{{"gateway_url", session.gateway_url},
+                                    {"ca_bundle", session.ca_bundle},
+                                    {"username", session.username},
+                                    {"access_token", session.access_token},
+                                    {"refresh_token", session.refresh_token}}
+                         .dump(2) + "\n";
+  const bool written = write(descriptor, text.data(), text.size()) == static_cast<ssize_t>(text.size());
+  licensing::wipe_string(text);
+  close(descriptor);
+  if (!written) throw std::runtime_error("cannot write " + temporary.string());
+  fs::rename(temporary, file);
+}
+
+// Fills the gateway URL and CA bundle from the flags, then a stack file, then the session.
+void resolve_gateway(GlobalOptions& options, const std::optional<Session>& session) {
+  std::string stack_file = options.stack_file;
+  if (stack_file.empty()) {
+    if (const char* environment = std::getenv("LICENSECTL_STACK")) stack_file = environment;
+  }
+  if (!stack_file.empty()) {
+    std::ifstream in(stack_file);
+    const auto stack = nlohmann::json::parse(in, nullptr, false);
+    if (!stack.is_object()) throw std::runtime_error("cannot read the stack file " + stack_file);
+    if (options.gateway_url.empty()) options.gateway_url = stack.value("gateway_url", "");
+    if (options.ca_bundle.empty()) options.ca_bundle = stack.value("ca_bundle", "");
+  }
+  if (session) {
+    if (options.gateway_url.empty()) options.gateway_url = session->gateway_url;
+    if (options.ca_bundle.empty()) options.ca_bundle = session->ca_bundle;
+  }
+  if (options.gateway_url.empty()) {
+    throw std::runtime_error("no gateway: pass --gateway URL or --stack DIR/stack.json (or set LICENSECTL_STACK)");
+  }
+  while (options.gateway_url.ends_with('/')) options.gateway_url.pop_back();
+}
+
+// Reads the password from standard input (--password-stdin), LICENSECTL_PASSWORD, or
+// the terminal with echo off.
+licensing::SecretBytes read_password(const GlobalOptions& options, const std::string& prompt) {
+  std::string password;
+  if (options.password_stdin) {
+    std::getline(std::cin, password);
+  } else if (const char* environment = std::getenv("LICENSECTL_PASSWORD")) {
+    password = environment;
+  } else if (isatty(STDIN_FILENO)) {
+    std::cerr << prompt << std::flush;
+    termios saved{};
+    tcgetattr(STDIN_FILENO, &saved);
+    termios silent = saved;
+    silent.c_lflag &= ~static_cast<tcflag_t>(ECHO);
+    tcsetattr(STDIN_FILENO, TCSANOW, &silent);
+    std::getline(std::cin, password);
+    tcsetattr(STDIN_FILENO, TCSANOW, &saved);
+    std::cerr << "\n";
+  } else {
+    throw std::runtime_error("no password: use --password-stdin, LICENSECTL_PASSWORD or a terminal");
+  }
+  licensing::SecretBytes secret(password);
+  licensing::wipe_string(password);
+  return secret;
+}
+
+HttpResponse call(const GlobalOptions& options, const std::string& method, const std::string& path, std::string body,
+                  const std::string& bearer = {}) {
+  HttpRequest request{method, options.gateway_url + path, {}, std::move(body), "application/json"};
+  if (!bearer.empty()) request.headers.emplace_back("Authorization", "Bearer " + bearer);
+  auto response = licensing::client::send(request, HttpOptions{options.ca_bundle, std::chrono::seconds(30)});
+  licensing::wipe_string(request.body);
+  if (!response) throw std::runtime_error(response.error().detail);
+  return std::move(*response);
+}
+
+// Prints a problem+json answer as one line and returns the exit code 1.
+int report_problem(const HttpResponse& response) {
+  const auto body = nlohmann::json::parse(response.body, nullptr, false);
+  std::cerr << "error: ";
+  if (body.is_object()) {
+    std::cerr << body.value("title", "request failed");
+    if (body.contains("detail")) std::cerr << ": " << body.value("detail", "");
+  } else {
+    std::cerr << "request failed";
+  }
+  std::cerr << " (HTTP " << response.status;
+  if (const auto retry = response.headers.find("retry-after"); retry != response.headers.end()) {
+    std::cerr << ", retry after " << retry->second << " s";
+  }
+  std::cerr << ")\n";
+  return 1;
+}
+
+std::string credentials_body(const std::string& username, const licensing::SecretBytes& password) {
+  return nlohmann::json{{"username", username}, {"password", std::string(password.text())}}.dump();
+}
+
+int signup(GlobalOptions& options, const std::string& username) {
+  resolve_gateway(options, std::nullopt);
+  const auto password = read_password(options, "Password for " + username + ": ");
+  const auto response = call(options, "POST", "/v1/users", credentials_body(username, password));
+  if (response.status != 201) return report_problem(response);
+  const auto user = nlohmann::json::parse(response.body);
+  std::cout << "created user " << user.value("username", "") << " (id " << user.value("id", "") << ")\n";
+  return 0;
+}
+
+int login(GlobalOptions& options, const fs::path& session_file, const std::string& username) {
+  resolve_gateway(options, load_session(session_file));
+  const auto password = read_password(options, "Password for " + username + ": ");
+  const auto response = call(options, "POST", "/v1/sessions", credentials_body(username, password));
+  if (response.status != 200) return report_problem(response);
+  auto tokens = nlohmann::json::parse(response.body);
+  save_session(session_file, {options.gateway_url, options.ca_bundle, username, tokens.value("access_token", ""),
+                              tokens.value("refresh_token", "")});
+  std::cout << "logged in as " << username << "; access token valid for " << tokens.value("expires_in", 0)
+            << " s; session saved to " << session_file.string() << "\n";
+  return 0;
+}
+
+// Trades the refresh token for new tokens and saves them; false when the session is over.
+bool refresh(const GlobalOptions& options, const fs::path& session_file, Session& session) {
+  const auto response = call(options, "POST", "/v1/sessions/refresh",
+                             nlohmann::json{{"refresh_token", session.refresh_token}}.dump());
+  if (response.status != 200) return false;
+  const auto tokens = nlohmann::json::parse(response.body);
+  session.access_token = tokens.value("access_token", "");
+  session.refresh_token = tokens.value("refresh_token", "");
+  save_session(session_file, session);
+  return true;
+}
+
+int whoami(GlobalOptions& options, const fs::path& session_file) {
+  auto session = load_session(session_file);
+  if (!session || session->access_token.empty()) {
+    std::cerr << "error: not logged in; run `licensectl login --username NAME`\n";
+    return 1;
+  }
+  resolve_gateway(options, session);
+  auto response = call(options, "GET", "/v1/users/me", {}, session->access_token);
+  if (response.status == 401 && refresh(options, session_file, *session)) {
+    response = call(options, "GET", "/v1/users/me", {}, session->access_token);
+  }
+  if (response.status != 200) return report_problem(response);
+  const auto user = nlohmann::json::parse(response.body);
+  std::cout << "username:   " << user.value("username", "") << "\n"
+            << "user id:    " << user.value("id", "") << "\n"
+            << "created at: " << user.value("created_at", "") << "\n"
+            << "gateway:    " << options.gateway_url << "\n";
+  return 0;
+}
+
+int logout(GlobalOptions& options, const fs::path& session_file) {
+  auto session = load_session(session_file);
+  if (!session) {
+    std::cerr << "error: not logged in\n";
+    return 1;
+  }
+  resolve_gateway(options, session);
+  auto response = call(options, "DELETE", "/v1/sessions/current", {}, session->access_token);
+  if (response.status == 401 && refresh(options, session_file, *session)) {
+    response = call(options, "DELETE", "/v1/sessions/current", {}, session->access_token);
+  }
+  fs::remove(session_file);
+  if (response.status != 204) return report_problem(response);
+  std::cout << "logged out; the session's refresh tokens are revoked\n";
+  return 0;
+}
+
+fs::path own_directory() {
+  std::error_code error;
+  const auto executable = fs::read_symlink("/proc/self/exe", error);
+  return error ? fs::current_path() : executable.parent_path();
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  GlobalOptions options;
+  CLI::App app{"licensectl: sign up, log in and manage the embedded licensing stack"};
+  app.require_subcommand(1);
+  app.add_option("--gateway", options.gateway_url, "Gateway URL, https://host:port");
+  app.add_option("--ca-bundle", options.ca_bundle, "CA bundle (PEM) that the gateway's certificate chains to");
+  app.add_option("--stack", options.stack_file, "stack.json written by `licensectl dev up` (or LICENSECTL_STACK)");
+  app.add_option("--session", options.session_file, "Session file for tokens (default ~/.config/licensectl/session.json)");
+
+  std::string username;
+  auto* signup_command = app.add_subcommand("signup", "Create an account");
+  signup_command->add_option("--username", username, "Username")->required();
+  signup_command->add_flag("--password-stdin", options.password_stdin, "Read the password from standard input");
+  auto* login_command = app.add_subcommand("login", "Log in and save the tokens to the session file");
+  login_command->add_option("--username", username, "Username")->required();
+  login_command->add_flag("--password-stdin", options.password_stdin, "Read the password from standard input");
+  auto* whoami_command = app.add_subcommand("whoami", "Show the user the saved access token belongs to");
+  auto* logout_command = app.add_subcommand("logout", "Revoke the session and delete the session file");
+
+  auto* dev = app.add_subcommand("dev", "Run the embedded stack (SQLite, built-in CA) in the background");
+  dev->require_subcommand(1);
+  licensing::client::DevUpOptions up_options;
+  std::string down_directory;
+  auto* up = dev->add_subcommand("up", "Start licensing-core and licensing-gateway under DIR");
+  up->add_option("--dir", up_options.directory, "Directory for data, logs and stack.json")->required();
+  up->add_option("--port", up_options.port, "Gateway port (0 picks a free one)")->capture_default_str();
+  up->add_option("--log-level", up_options.log_level, "Server log level")->capture_default_str();
+  auto* down = dev->add_subcommand("down", "Stop the stack started under DIR");
+  down->add_option("--dir", down_directory, "The directory given to `dev up`")->required();
+
+  CLI11_PARSE(app, argc, argv);
+
+  try {
+    if (up->parsed()) {
+      up_options.binary_directory = own_directory();
+      if (const char* binaries = std::getenv("LICENSING_BIN_DIR")) up_options.binary_directory = binaries;
+      return licensing::client::dev_up(up_options);
+    }
+    if (down->parsed()) return licensing::client::dev_down(down_directory);
+
+    const fs::path session_file = options.session_file.empty() ? default_session_file() : fs::path(options.session_file);
+    if (signup_command->parsed()) return signup(options, username);
+    if (login_command->parsed()) return login(options, session_file, username);
+    if (whoami_command->parsed()) return whoami(options, session_file);
+    if (logout_command->parsed()) return logout(options, session_file);
+  } catch (const std::exception& failure) {
+    std::cerr << "error: " << failure.what() << "\n";
+    return 1;
+  }
+  return 1;
+}

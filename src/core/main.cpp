@@ -1,0 +1,217 @@
+// licensing-core: the gRPC service that holds the token signing keys and the built-in CA.
+// Only the gateway reaches it: over a Unix domain socket in a 0700 directory (default),
+// or over TCP with mutual TLS.
+
+#include <CLI/CLI.hpp>
+#include <grpcpp/grpcpp.h>
+#include <grpcpp/security/server_credentials.h>
+
+#include <sys/stat.h>
+
+#include <csignal>
+#include <cstring>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <sstream>
+#include <string>
+
+#include "common/logging.hpp"
+#include "common/secret.hpp"
+#include "core/certificate_service.hpp"
+#include "core/token_service.hpp"
+#include "crypto/ca.hpp"
+#include "crypto/token_keys.hpp"
+
+namespace {
+
+namespace fs = std::filesystem;
+using licensing::logging::error;
+using licensing::logging::info;
+
+struct CoreOptions {
+  fs::path data_dir;
+  std::string listen;
+  std::string tls_certificate_file;
+  std::string tls_key_file;
+  std::string tls_client_ca_file;
+  std::string issuer = "licensing-server";
+  std::string gateway_audience = "licensing-gateway";
+  long access_token_lifetime_seconds = 15 * 60;
+  std::string token_algorithm = "ES256";
+  long rotation_period_days = 30;
+  std::string log_level = "info";
+};
+
+std::string read_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw std::runtime_error("cannot read " + path);
+  std::ostringstream out;
+  out << in.rdbuf();
+  return out.str();
+}
+
+void make_private_directory(const fs::path& path) {
+  fs::create_directories(path);
+  fs::permissions(path, fs::perms::owner_all, fs::perm_options::replace);
+}
+
+licensing::crypto::TokenKeysConfig key_config(const CoreOptions& options) {
+  licensing::crypto::TokenKeysConfig config;
+  config.key_directory = options.data_dir / "keys" / "signing";
+  config.rotation_period = std::chrono::hours(24 * options.rotation_period_days);
+  // A retired key stays published for at least one token lifetime, so every token it
+  // signed can still be verified until it expires.
+  config.retention = std::max<std::chrono::seconds>(std::chrono::hours(24),
+                                                    std::chrono::seconds(options.access_token_lifetime_seconds));
+  if (options.token_algorithm == "HS256") {
+    const char* secret = std::getenv("LICENSING_HS256_SECRET");
+    if (secret == nullptr || *secret == '\0') {
+      throw std::runtime_error("--token-algorithm HS256 requires the secret in LICENSING_HS256_SECRET");
+    }
+    config.hs256_secret.emplace(std::string_view(secret));
+    // The secret stays in this process only; child processes do not inherit it.
+    OPENSSL_cleanse(const_cast<char*>(secret), std::strlen(secret));
+    unsetenv("LICENSING_HS256_SECRET");
+  }
+  return config;
+}
+
+std::shared_ptr<licensing::crypto::TokenKeys> open_keys(const CoreOptions& options) {
+  auto keys = licensing::crypto::TokenKeys::open(key_config(options), std::chrono::system_clock::now());
+  if (!keys) throw std::runtime_error("cannot open the signing keys: " + keys.error().detail);
+  return std::shared_ptr<licensing::crypto::TokenKeys>(std::move(*keys));
+}
+
+std::shared_ptr<grpc::ServerCredentials> server_credentials(const CoreOptions& options) {
+  if (options.listen.starts_with("unix:")) return grpc::InsecureServerCredentials();
+  if (options.tls_certificate_file.empty() || options.tls_key_file.empty() || options.tls_client_ca_file.empty()) {
+    throw std::runtime_error("a TCP --listen address requires --tls-cert, --tls-key and --tls-client-ca (mutual TLS)");
+  }
+  grpc::SslServerCredentialsOptions tls(GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY);
+  tls.pem_root_certs = read_file(options.tls_client_ca_file);
+  tls.pem_key_cert_pairs.push_back({read_file(options.tls_key_file), read_file(options.tls_certificate_file)});
+  return grpc::SslServerCredentials(tls);
+}
+
+int rotate_signing_key(const CoreOptions& options) {
+  auto keys = open_keys(options);
+  auto kid = keys->rotate(std::chrono::system_clock::now());
+  if (!kid) {
+    std::cerr << "error: rotating the signing key failed: " << kid.error().detail << "\n";
+    return 1;
+  }
+  std::cout << "new signing key " << *kid << "; send SIGHUP to the running licensing-core to start using it\n";
+  return 0;
+}
+
+int serve(const CoreOptions& options) {
+  make_private_directory(options.data_dir);
+  licensing::core::KeyHolder keys(open_keys(options));
+
+  auto authority = licensing::crypto::CertificateAuthority::open(options.data_dir / "ca", "Licensing Server");
+  if (!authority) throw std::runtime_error("cannot open the certificate authority: " + authority.error().detail);
+
+  licensing::core::TokenPolicy policy;
+  policy.issuer = options.issuer;
+  policy.gateway_audience = options.gateway_audience;
+  policy.access_token_lifetime = std::chrono::seconds(options.access_token_lifetime_seconds);
+  licensing::core::TokenServiceImpl token_service(keys, policy, [] { return std::chrono::system_clock::now(); });
+  licensing::core::CertificateServiceImpl certificate_service(**authority);
+
+  std::string listen = options.listen.empty() ? "unix:" + (options.data_dir / "core.sock").string() : options.listen;
+  if (listen.starts_with("unix:")) {
+    const fs::path socket_path = listen.substr(5);
+    if (!socket_path.is_absolute()) throw std::runtime_error("the Unix socket path in --listen must be absolute");
+    fs::remove(socket_path);
+  }
+
+  // The socket file is created with the process umask: 0600 keeps other users out.
+  const mode_t previous_umask = umask(0077);
+  grpc::ServerBuilder builder;
+  int bound_port = 0;
+  builder.AddListeningPort(listen, server_credentials(options), &bound_port);
+  builder.RegisterService(&token_service);
+  builder.RegisterService(&certificate_service);
+  builder.SetMaxReceiveMessageSize(64 * 1024);
+  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+  umask(previous_umask);
+  if (!server) throw std::runtime_error("cannot listen on " + listen);
+
+  info("core_started", {{"listen", listen}, {"token_algorithm", options.token_algorithm},
+                        {"signing_kid", keys.get()->current_kid()}, {"pid", getpid()}});
+
+  // Signals arrive here only: they were blocked before any gRPC thread started.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGHUP);
+  for (;;) {
+    timespec reload_interval{600, 0};
+    const int signal = sigtimedwait(&signals, nullptr, &reload_interval);
+    if (signal == SIGTERM || signal == SIGINT) break;
+    // SIGHUP, or the periodic reload that makes a new key once the current one is older
+    // than the rotation period.
+    try {
+      keys.replace(open_keys(options));
+      info("signing_keys_reloaded", {{"signing_kid", keys.get()->current_kid()}});
+    } catch (const std::exception& failure) {
+      error("signing_keys_reload_failed", {{"error", failure.what()}});
+    }
+  }
+
+  info("core_stopping", {});
+  server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
+  if (listen.starts_with("unix:")) fs::remove(listen.substr(5));
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CoreOptions options;
+  CLI::App app{"licensing-core: token signing keys, built-in CA and provisioning behind the licensing gateway"};
+  app.add_option("--data-dir", options.data_dir, "Directory for keys, the CA and the socket (created 0700)")->required();
+  app.add_option("--listen", options.listen,
+                 "unix:/absolute/path (default: unix:DATA_DIR/core.sock) or HOST:PORT with mutual TLS");
+  app.add_option("--tls-cert", options.tls_certificate_file, "Server certificate chain (PEM) for a TCP listener");
+  app.add_option("--tls-key", options.tls_key_file, "Server private key (PEM) for a TCP listener");
+  app.add_option("--tls-client-ca", options.tls_client_ca_file, "CA bundle (PEM) that client certificates must chain to");
+  app.add_option("--issuer", options.issuer, "The iss claim of every token")->capture_default_str();
+  app.add_option("--gateway-audience", options.gateway_audience, "The aud claim of gateway access tokens")->capture_default_str();
+  app.add_option("--access-token-lifetime", options.access_token_lifetime_seconds, "Access token lifetime in seconds")
+      ->check(CLI::Range(60L, 24L * 3600))
+      ->capture_default_str();
+  app.add_option("--token-algorithm", options.token_algorithm,
+                 "ES256 (default) or HS256 with the secret in the LICENSING_HS256_SECRET environment variable")
+      ->check(CLI::IsMember({"ES256", "HS256"}))
+      ->capture_default_str();
+  app.add_option("--rotation-period-days", options.rotation_period_days, "Days before a new signing key is made")
+      ->check(CLI::Range(1L, 3650L))
+      ->capture_default_str();
+  app.add_option("--log-level", options.log_level, "trace, debug, info, warn or error")
+      ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error"}))
+      ->capture_default_str();
+  auto* rotate = app.add_subcommand("rotate-signing-key", "Make a new current signing key in DATA_DIR and exit");
+  CLI11_PARSE(app, argc, argv);
+
+  // Block the signals before any thread starts, so the main thread alone receives them.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGHUP);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+
+  licensing::logging::init("core", options.log_level);
+  try {
+    if (rotate->parsed()) return rotate_signing_key(options);
+    return serve(options);
+  } catch (const std::exception& failure) {
+    error("core_failed", {{"error", failure.what()}});
+    std::cerr << "error: " << failure.what() << "\n";
+    return 1;
+  }
+}

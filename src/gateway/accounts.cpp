@@ -1,0 +1,529 @@
+#include "gateway/accounts.hpp"
+
+#include <openssl/evp.h>
+#include <openssl/rand.h>
+
+#include <fmt/chrono.h>
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <array>
+#include <cctype>
+#include <expected>
+
+#include "common/base64url.hpp"
+#include "common/json.hpp"
+#include "common/logging.hpp"
+#include "common/secret.hpp"
+#include "common/username.hpp"
+#include "gateway/pool_await.hpp"
+
+namespace licensing::gateway {
+namespace {
+
+using boost::asio::awaitable;
+using http::Request;
+using http::Response;
+namespace beast_http = boost::beast::http;
+
+constexpr std::size_t kMaxRefreshTokenBytes = 128;
+constexpr std::size_t kMaxAuthorizationBytes = 8192;
+
+Response problem(unsigned status, std::string_view slug, std::string_view title, std::string_view detail) {
+  return http::problem(status, fmt::format("urn:licensing:problem:{}", slug), title, detail);
+}
+
+Response with_retry_after(Response response, std::chrono::seconds delay) {
+  response.headers.emplace_back("Retry-After", std::to_string(std::max<std::int64_t>(1, delay.count())));
+  return response;
+}
+
+Response json_response(unsigned status, const nlohmann::json& body) {
+  Response response;
+  response.status = status;
+  response.body = body.dump();
+  return response;
+}
+
+Response unavailable(std::string_view what) {
+  return with_retry_after(problem(503, "unavailable", "Service unavailable",
+                                  fmt::format("{} is unavailable; retry later", what)),
+                          std::chrono::seconds(2));
+}
+
+Response invalid_token() {
+  auto response = problem(401, "invalid-token", "Invalid access token", "the access token is missing, invalid or expired");
+  response.headers.emplace_back("WWW-Authenticate", "Bearer error=\"invalid_token\"");
+  return response;
+}
+
+std::string lowercase(std::string_view text) {
+  std::string out(text);
+  std::transform(out.begin(), out.end(), out.begin(), [](unsigned char c) { return std::tolower(c); });
+  return out;
+}
+
+std::string_view trim(std::string_view text) {
+  while (!text.empty() && (text.front() == ' ' || text.front() == '\t')) text.remove_prefix(1);
+  while (!text.empty() && (text.back() == ' ' || text.back() == '\t')) text.remove_suffix(1);
+  return text;
+}
+
+// Accepts "application/json" with an optional charset=utf-8 parameter (RFC 8259, section 8.1).
+bool is_json_media_type(std::string_view content_type) {
+  const auto separator = content_type.find(';');
+  if (lowercase(trim(content_type.substr(0, separator))) != "application/json") return false;
+  if (separator == std::string_view::npos) return true;
+  const auto parameter = lowercase(trim(content_type.substr(separator + 1)));
+  return parameter.empty() || parameter == "charset=utf-8" || parameter == "charset=\"utf-8\"";
+}
+
+std::expected<nlohmann::json, Response> read_json_object(const Request& request, std::size_t max_depth) {
+  const auto content_type = request.headers[beast_http::field::content_type];
+  if (!is_json_media_type(std::string_view(content_type.data(), content_type.size()))) {
+    return std::unexpected(problem(415, "unsupported-media-type", "Unsupported media type",
+                                   "the request body must be application/json"));
+  }
+  auto parsed = json::parse_strict(request.body, max_depth);
+  if (!parsed) {
+    const char* reason = parsed.error().code == json::JsonError::too_deep           ? "JSON nested too deeply"
+                         : parsed.error().code == json::JsonError::duplicate_member ? "a JSON member appears twice"
+                                                                                    : "the body is not valid UTF-8 JSON";
+    return std::unexpected(problem(400, "invalid-json", "Invalid JSON", reason));
+  }
+  if (!parsed->is_object()) {
+    return std::unexpected(problem(400, "invalid-json", "Invalid JSON", "the body must be a JSON object"));
+  }
+  return std::move(*parsed);
+}
+
+// Takes exactly the string members `names` from `body`; any other member is rejected.
+std::expected<std::vector<std::string>, Response> read_string_members(const nlohmann::json& body,
+                                                                      const std::vector<std::string>& names) {
+  for (const auto& [key, value] : body.items()) {
+    if (std::find(names.begin(), names.end(), key) == names.end()) {
+      return std::unexpected(problem(400, "invalid-request", "Invalid request", fmt::format("unknown member \"{}\"", key)));
+    }
+  }
+  std::vector<std::string> values;
+  for (const auto& name : names) {
+    const auto member = body.find(name);
+    if (member == body.end()) {
+      return std::unexpected(problem(400, "invalid-request", "Invalid request", fmt::format("missing member \"{}\"", name)));
+    }
+    if (!member->is_string()) {
+      return std::unexpected(problem(400, "invalid-request", "Invalid request", fmt::format("\"{}\" must be a string", name)));
+    }
+    values.push_back(member->get<std::string>());
+  }
+  return values;
+}
+
+std::string_view describe(UsernameError code) {
+  switch (code) {
+    case UsernameError::invalid_utf8: return "the username is not well-formed UTF-8 or contains NUL";
+    case UsernameError::too_short: return "the username is shorter than 3 characters";
+    case UsernameError::too_long: return "the username is longer than 32 characters";
+    case UsernameError::disallowed_character: return "the username may contain only letters, digits, '.', '_' and '-'";
+    case UsernameError::misplaced_separator: return "'.', '_' and '-' may not start or end a username or follow each other";
+    case UsernameError::mixed_script: return "the username mixes letters from different scripts";
+    case UsernameError::normalization_failed: return "the username could not be normalized";
+  }
+  return "the username is invalid";
+}
+
+std::string_view describe(crypto::PasswordError code, const crypto::PasswordPolicy& policy) {
+  static thread_local std::string text;
+  switch (code) {
+    case crypto::PasswordError::empty: return "the password is empty";
+    case crypto::PasswordError::too_long:
+      text = fmt::format("the password is longer than {} bytes", policy.max_bytes);
+      return text;
+    case crypto::PasswordError::contains_nul: return "the password contains a NUL byte";
+    case crypto::PasswordError::invalid_utf8: return "the password is not well-formed UTF-8";
+    default:
+      text = fmt::format("the password must be {} to {} bytes of UTF-8", policy.min_bytes, policy.max_bytes);
+      return text;
+  }
+}
+
+std::string sha256_hex(std::string_view data) {
+  std::array<unsigned char, EVP_MAX_MD_SIZE> digest{};
+  unsigned int length = 0;
+  EVP_Digest(data.data(), data.size(), digest.data(), &length, EVP_sha256(), nullptr);
+  std::string hex;
+  for (unsigned int i = 0; i < length; ++i) hex += fmt::format("{:02x}", digest[i]);
+  return hex;
+}
+
+// A random (version 4) UUID from OpenSSL's CSPRNG.
+std::string new_uuid() {
+  std::array<std::uint8_t, 16> bytes{};
+  if (RAND_bytes(bytes.data(), static_cast<int>(bytes.size())) != 1) throw std::runtime_error("RAND_bytes failed");
+  bytes[6] = static_cast<std::uint8_t>((bytes[6] & 0x0f) | 0x40);
+  bytes[8] = static_cast<std::uint8_t>((bytes[8] & 0x3f) | 0x80);
+  std::string text;
+  for (std::size_t i = 0; i < bytes.size(); ++i) {
+    if (i == 4 || i == 6 || i == 8 || i == 10) text += '-';
+    text += fmt::format("{:02x}", bytes[i]);
+  }
+  return text;
+}
+
+// 256 random bits, base64url: the opaque refresh token. Only its SHA-256 is stored.
+std::string new_refresh_token() {
+  std::array<std::uint8_t, 32> bytes{};
+  if (RAND_bytes(bytes.data(), static_cast<int>(bytes.size())) != 1) throw std::runtime_error("RAND_bytes failed");
+  auto token = base64url::encode(bytes);
+  OPENSSL_cleanse(bytes.data(), bytes.size());
+  return token;
+}
+
+std::string rfc3339(std::chrono::system_clock::time_point at) {
+  return fmt::format("{:%FT%T}Z", std::chrono::floor<std::chrono::seconds>(at));
+}
+
+nlohmann::json user_json(const store::User& user) {
+  return {{"id", user.id}, {"username", user.username}, {"created_at", rfc3339(user.created_at)}};
+}
+
+// The original prototype's clients read `success` and `message`; problem+json allows
+// extension members (RFC 9457, section 3.2), so errors carry both.
+Response prototype_error(Response response) {
+  auto body = nlohmann::json::parse(response.body, nullptr, false);
+  if (body.is_object()) {
+    body["success"] = false;
+    body["message"] = body.value("detail", body.value("title", "request failed"));
+    response.body = body.dump();
+  }
+  return response;
+}
+
+struct LoginWork {
+  Result<crypto::PasswordCheck, crypto::PasswordError> check = fail(crypto::PasswordError::hashing_failed);
+  std::optional<std::string> new_hash;
+};
+
+}  // namespace
+
+struct AccountsApi::Impl {
+  AccountsConfig config;
+  AccountsDependencies deps;
+
+  std::chrono::system_clock::time_point now() const { return deps.clock(); }
+
+  void count(const std::string& name, const std::string& outcome) { deps.metrics.increment(name, {{"outcome", outcome}}); }
+
+  // Validates a bearer token with the core and checks that its session is not revoked.
+  // A request with more than one Authorization header is rejected outright.
+  std::expected<VerifiedToken, Response> authenticate(const Request& request) {
+    if (request.headers.count(beast_http::field::authorization) != 1) {
+      count("licensing_token_verifications_total", "missing");
+      return std::unexpected(invalid_token());
+    }
+    const auto header = request.headers[beast_http::field::authorization];
+    const std::string_view value(header.data(), header.size());
+    if (value.size() > kMaxAuthorizationBytes || value.size() < 8 || lowercase(value.substr(0, 7)) != "bearer ") {
+      count("licensing_token_verifications_total", "malformed");
+      return std::unexpected(invalid_token());
+    }
+    const std::string token(trim(value.substr(7)));
+
+    auto verdict = deps.core.verify_access_token(token);
+    if (!verdict) return std::unexpected(unavailable("the token service"));
+    if (!verdict->valid) {
+      count("licensing_token_verifications_total", verdict->error);
+      logging::debug("access_token_rejected", {{"reason", verdict->error}, {"client", request.client_address}});
+      return std::unexpected(invalid_token());
+    }
+
+    auto revoked = deps.store.is_family_revoked(verdict->token.session_id);
+    if (!revoked) return std::unexpected(unavailable("the database"));
+    if (*revoked) {
+      count("licensing_token_verifications_total", "session_revoked");
+      return std::unexpected(invalid_token());
+    }
+    count("licensing_token_verifications_total", "valid");
+    return verdict->token;
+  }
+
+  // Starts a session: a new refresh-token family and an access token bound to it.
+  std::expected<nlohmann::json, Response> start_session(const std::string& user_id, const std::string& family_id) {
+    const auto issued_at = now();
+    auto refresh_token = new_refresh_token();
+    store::RefreshToken record{sha256_hex(refresh_token), family_id, user_id, issued_at,
+                               issued_at + config.refresh_token_lifetime};
+    if (auto stored = deps.store.insert_refresh_token(record); !stored) {
+      wipe_string(refresh_token);
+      return std::unexpected(unavailable("the database"));
+    }
+    auto access = deps.core.mint_access_token(user_id, family_id);
+    if (!access) {
+      wipe_string(refresh_token);
+      return std::unexpected(unavailable("the token service"));
+    }
+    nlohmann::json body = {{"access_token", access->token}, {"refresh_token", refresh_token},
+                           {"token_type", "Bearer"},        {"expires_in", access->expires_in}};
+    wipe_string(refresh_token);
+    return body;
+  }
+
+  awaitable<Response> signup(Request& request, bool prototype) {
+    auto response = co_await create_user(request);
+    if (!prototype) co_return response;
+    if (response.status != 201) co_return prototype_error(std::move(response));
+    auto body = nlohmann::json::parse(response.body);
+    body["success"] = true;
+    body["message"] = "user created";
+    response.body = body.dump();
+    co_return response;
+  }
+
+  awaitable<Response> create_user(Request& request) {
+    auto body = read_json_object(request, config.max_json_depth);
+    if (!body) co_return body.error();
+    auto members = read_string_members(*body, {"username", "password"});
+    if (!members) co_return members.error();
+    auto password = std::make_shared<SecretBytes>((*members)[1]);
+    wipe_string((*members)[1]);
+
+    auto name = normalize_username((*members)[0]);
+    if (!name) {
+      count("licensing_signups_total", "invalid_username");
+      co_return problem(400, "invalid-username", "Invalid username", describe(name.error().code));
+    }
+    if (auto policy = crypto::check_password_policy(password->text(), config.password_policy); !policy) {
+      count("licensing_signups_total", "invalid_password");
+      co_return problem(400, "invalid-password", "Invalid password", describe(policy.error().code, config.password_policy));
+    }
+
+    auto existing = deps.store.find_user_by_key(name->key);
+    if (!existing) co_return unavailable("the database");
+    if (existing->has_value()) {
+      count("licensing_signups_total", "username_taken");
+      co_return problem(409, "username-taken", "Username taken", "this username, or one that looks the same, is taken");
+    }
+
+    const auto params = config.argon2;
+    auto hash = co_await run_on_pool<Result<std::string, crypto::PasswordError>>(
+        deps.hashing_pool, [password, params] { return crypto::hash_password(password->text(), params); });
+    if (!hash) {
+      count("licensing_signups_total", "overloaded");
+      deps.metrics.increment("licensing_hashing_pool_rejections_total");
+      co_return with_retry_after(problem(503, "overloaded", "Overloaded", "too many password operations in progress"),
+                                 config.overload_retry_after);
+    }
+    if (!*hash) {
+      logging::error("password_hashing_failed", {{"detail", hash->error().detail}});
+      co_return unavailable("password hashing");
+    }
+
+    store::User user{new_uuid(), name->display, name->key, std::move(**hash), now()};
+    if (auto created = deps.store.create_user(user); !created) {
+      if (created.error().code == store::StoreError::conflict) {
+        count("licensing_signups_total", "username_taken");
+        co_return problem(409, "username-taken", "Username taken", "this username, or one that looks the same, is taken");
+      }
+      logging::error("user_create_failed", {{"detail", created.error().detail}});
+      co_return unavailable("the database");
+    }
+
+    count("licensing_signups_total", "created");
+    logging::info("user_created", {{"user_id", user.id}, {"client", request.client_address}});
+    auto response = json_response(201, user_json(user));
+    response.headers.emplace_back("Location", "/v1/users/me");
+    co_return response;
+  }
+
+  awaitable<Response> login(Request& request) {
+    auto body = read_json_object(request, config.max_json_depth);
+    if (!body) co_return body.error();
+    auto members = read_string_members(*body, {"username", "password"});
+    if (!members) co_return members.error();
+    auto password = std::make_shared<SecretBytes>((*members)[1]);
+    wipe_string((*members)[1]);
+
+    // The minimum length applies to new passwords only: imported users may have shorter ones.
+    crypto::PasswordPolicy login_policy = config.password_policy;
+    login_policy.min_bytes = 1;
+    if (auto policy = crypto::check_password_policy(password->text(), login_policy); !policy) {
+      count("licensing_logins_total", "invalid_password");
+      co_return problem(400, "invalid-password", "Invalid password", describe(policy.error().code, login_policy));
+    }
+
+    // A name that cannot be normalized belongs to no user; it still costs a hash and
+    // counts against its own limit, so its answer matches a wrong password's.
+    auto name = normalize_username((*members)[0]);
+    const std::string limit_key = name ? name->key : "invalid:" + sha256_hex((*members)[0]);
+    // The limiter measures its window on the monotonic clock.
+    const auto started = std::chrono::steady_clock::now();
+
+    const auto user_decision = deps.failures_per_user.acquire(limit_key, started);
+    if (!user_decision.allowed) {
+      count("licensing_logins_total", "rate_limited_user");
+      co_return with_retry_after(problem(429, "too-many-attempts", "Too many attempts",
+                                         "too many failed logins for this account; retry later"),
+                                 user_decision.retry_after);
+    }
+    const auto address_decision = deps.failures_per_address.acquire(request.client_address, started);
+    if (!address_decision.allowed) {
+      deps.failures_per_user.cancel(limit_key);
+      count("licensing_logins_total", "rate_limited_address");
+      co_return with_retry_after(problem(429, "too-many-attempts", "Too many attempts",
+                                         "too many failed logins from this address; retry later"),
+                                 address_decision.retry_after);
+    }
+
+    std::optional<store::User> user;
+    if (name) {
+      auto found = deps.store.find_user_by_key(name->key);
+      if (!found) {
+        deps.failures_per_user.cancel(limit_key);
+        deps.failures_per_address.cancel(request.client_address);
+        co_return unavailable("the database");
+      }
+      user = std::move(*found);
+    }
+
+    const auto params = config.argon2;
+    const std::string stored_hash = user ? user->password_hash : crypto::dummy_hash(params);
+    const bool known_user = user.has_value();
+    auto work = co_await run_on_pool<LoginWork>(deps.hashing_pool, [password, stored_hash, params, known_user] {
+      LoginWork result;
+      result.check = crypto::verify_password(password->text(), stored_hash, params);
+      if (known_user && result.check && result.check->matches && result.check->needs_rehash) {
+        if (auto rehashed = crypto::hash_password(password->text(), params)) result.new_hash = std::move(*rehashed);
+      }
+      return result;
+    });
+    if (!work) {
+      deps.failures_per_user.cancel(limit_key);
+      deps.failures_per_address.cancel(request.client_address);
+      count("licensing_logins_total", "overloaded");
+      deps.metrics.increment("licensing_hashing_pool_rejections_total");
+      co_return with_retry_after(problem(503, "overloaded", "Overloaded", "too many password operations in progress"),
+                                 config.overload_retry_after);
+    }
+
+    const bool matched = known_user && work->check && work->check->matches;
+    if (!matched) {
+      if (!work->check) logging::warn("password_check_failed", {{"user_id", user ? user->id : ""}, {"detail", work->check.error().detail}});
+      deps.failures_per_user.release(limit_key, false, std::chrono::steady_clock::now());
+      deps.failures_per_address.release(request.client_address, false, std::chrono::steady_clock::now());
+      count("licensing_logins_total", "invalid_credentials");
+      logging::info("login_failed", {{"client", request.client_address}});
+      co_return problem(401, "invalid-credentials", "Invalid credentials", "the username or password is incorrect");
+    }
+
+    // Success clears this account's failures. The address keeps its count: one good
+    // password must not reset a spray of guesses at other accounts.
+    deps.failures_per_user.release(limit_key, true, std::chrono::steady_clock::now());
+    deps.failures_per_address.cancel(request.client_address);
+
+    if (work->new_hash) {
+      auto updated = deps.store.update_password_hash(user->id, user->password_hash, *work->new_hash);
+      logging::info("password_rehashed", {{"user_id", user->id}, {"stored", updated.has_value()}});
+    }
+
+    auto session = start_session(user->id, new_uuid());
+    if (!session) co_return session.error();
+    count("licensing_logins_total", "success");
+    logging::info("login_succeeded", {{"user_id", user->id}, {"client", request.client_address}});
+    co_return json_response(200, *session);
+  }
+
+  awaitable<Response> refresh(Request& request) {
+    auto body = read_json_object(request, config.max_json_depth);
+    if (!body) co_return body.error();
+    auto members = read_string_members(*body, {"refresh_token"});
+    if (!members) co_return members.error();
+    std::string presented = std::move((*members)[0]);
+    const auto rejected = [] {
+      return problem(401, "invalid-refresh-token", "Invalid refresh token", "the refresh token is invalid, expired or revoked");
+    };
+    if (presented.empty() || presented.size() > kMaxRefreshTokenBytes) co_return rejected();
+
+    const auto token_hash = sha256_hex(presented);
+    wipe_string(presented);
+    auto used = deps.store.use_refresh_token(token_hash, now());
+    if (!used) co_return unavailable("the database");
+
+    switch (used->outcome) {
+      case store::RefreshOutcome::rotated:
+        break;
+      case store::RefreshOutcome::reused:
+        count("licensing_refreshes_total", "reused");
+        logging::warn("refresh_token_reused", {{"family_id", used->token->family_id}, {"user_id", used->token->user_id},
+                                               {"client", request.client_address}});
+        co_return rejected();
+      case store::RefreshOutcome::revoked:
+        count("licensing_refreshes_total", "revoked");
+        co_return rejected();
+      case store::RefreshOutcome::expired:
+        count("licensing_refreshes_total", "expired");
+        co_return rejected();
+      case store::RefreshOutcome::unknown:
+        count("licensing_refreshes_total", "unknown");
+        co_return rejected();
+    }
+
+    auto session = start_session(used->token->user_id, used->token->family_id);
+    if (!session) co_return session.error();
+    count("licensing_refreshes_total", "rotated");
+    co_return json_response(200, *session);
+  }
+
+  awaitable<Response> logout(Request& request) {
+    auto token = authenticate(request);
+    if (!token) co_return token.error();
+    if (auto revoked = deps.store.revoke_family(token->session_id, now()); !revoked) co_return unavailable("the database");
+    logging::info("session_ended", {{"user_id", token->subject}, {"family_id", token->session_id}});
+    Response response;
+    response.status = 204;
+    response.content_type.clear();
+    co_return response;
+  }
+
+  awaitable<Response> me(Request& request) {
+    auto token = authenticate(request);
+    if (!token) co_return token.error();
+    auto user = deps.store.find_user_by_id(token->subject);
+    if (!user) co_return unavailable("the database");
+    // A deleted user's token is still signed correctly; it no longer names anyone.
+    if (!user->has_value()) co_return invalid_token();
+    co_return json_response(200, user_json(**user));
+  }
+
+  awaitable<Response> jwks(Request&) {
+    auto document = deps.core.jwks_json();
+    if (!document) co_return unavailable("the token service");
+    Response response;
+    response.body = std::move(*document);
+    response.headers.emplace_back("Cache-Control", "public, max-age=60");
+    co_return response;
+  }
+};
+
+AccountsApi::AccountsApi(AccountsConfig config, AccountsDependencies dependencies)
+    : impl_(std::make_shared<Impl>(Impl{std::move(config), std::move(dependencies)})) {
+  auto& metrics = impl_->deps.metrics;
+  metrics.describe("licensing_signups_total", "Signup requests by outcome");
+  metrics.describe("licensing_logins_total", "Login requests by outcome");
+  metrics.describe("licensing_refreshes_total", "Refresh-token uses by outcome");
+  metrics.describe("licensing_token_verifications_total", "Access-token checks by outcome");
+  metrics.describe("licensing_hashing_pool_rejections_total", "Password operations refused because the pool was full");
+}
+
+void AccountsApi::register_routes(http::Router& router) {
+  auto impl = impl_;
+  using beast_http::verb;
+  router.add(verb::post, "/v1/users", [impl](Request& request) { return impl->signup(request, false); });
+  router.add(verb::post, "/signup", [impl](Request& request) { return impl->signup(request, true); });
+  router.add(verb::post, "/v1/sessions", [impl](Request& request) { return impl->login(request); });
+  router.add(verb::post, "/v1/sessions/refresh", [impl](Request& request) { return impl->refresh(request); });
+  router.add(verb::delete_, "/v1/sessions/current", [impl](Request& request) { return impl->logout(request); });
+  router.add(verb::get, "/v1/users/me", [impl](Request& request) { return impl->me(request); });
+  router.add(verb::get, "/.well-known/jwks.json", [impl](Request& request) { return impl->jwks(request); });
+}
+
+}  // namespace licensing::gateway

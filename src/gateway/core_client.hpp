@@ -1,0 +1,72 @@
+// The gateway's client for licensing-core. Calls are synchronous with a deadline; a core
+// that cannot be reached yields CoreError::unavailable, which the gateway answers with 503.
+#pragma once
+
+#include <grpcpp/grpcpp.h>
+
+#include <chrono>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "common/error.hpp"
+#include "licensing.grpc.pb.h"
+
+namespace licensing::gateway {
+
+enum class CoreError {
+  unavailable,  // not reachable, or the deadline passed
+  rejected,     // the core refused the arguments
+  failed,       // any other failure inside the core
+};
+
+struct CoreConnection {
+  std::string target;  // "unix:/absolute/path" or "host:port"
+  // For a TCP target: mutual TLS with these PEM files.
+  std::string tls_ca_file;
+  std::string tls_certificate_file;
+  std::string tls_key_file;
+  std::chrono::milliseconds deadline{5000};
+};
+
+struct AccessToken {
+  std::string token;
+  std::int64_t expires_in = 0;
+};
+
+struct VerifiedToken {
+  std::string subject;
+  std::string session_id;
+  std::string token_id;
+  std::int64_t expires_at = 0;
+};
+
+// Outcome of a verification: the claims, or the core's TokenError name.
+struct TokenVerdict {
+  bool valid = false;
+  std::string error;
+  VerifiedToken token;
+};
+
+class CoreClient {
+ public:
+  explicit CoreClient(const CoreConnection& connection);
+
+  Result<AccessToken, CoreError> mint_access_token(const std::string& subject, const std::string& session_id);
+  Result<TokenVerdict, CoreError> verify_access_token(const std::string& token);
+  Result<std::string, CoreError> jwks_json();
+  Result<licensing::v1::IssueServerCertificateResponse, CoreError> issue_server_certificate(
+      const std::string& csr_pem, const std::vector<std::string>& dns_names,
+      const std::vector<std::string>& ip_addresses, std::chrono::seconds lifetime);
+  Result<std::string, CoreError> ca_root_pem();
+
+ private:
+  std::unique_ptr<grpc::ClientContext> context() const;
+
+  std::chrono::milliseconds deadline_;
+  std::shared_ptr<grpc::Channel> channel_;
+  std::unique_ptr<licensing::v1::TokenService::Stub> tokens_;
+  std::unique_ptr<licensing::v1::CertificateService::Stub> certificates_;
+};
+
+}  // namespace licensing::gateway
