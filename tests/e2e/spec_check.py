@@ -1,9 +1,9 @@
 """Check HTTP responses against api/openapi.yaml.
 
-Every response that the end-to-end tests receive goes through ``OpenApiSpec.check``: its
-status must be documented for the request's path and method, its media type must be one
-the spec lists for that status, required headers must be present and match their schema,
-and a JSON body must validate against the schema (JSON Schema 2020-12, with ``$ref``
+Every response that the end-to-end tests receive goes through ``OpenApiSpec.check``. Its
+status must be documented for the request's path and method, and its media type must be
+one that the spec lists for that status. Required headers must be present and match their
+schema. A JSON body must validate against the schema (JSON Schema 2020-12, with ``$ref``
 resolved into the spec's components).
 """
 

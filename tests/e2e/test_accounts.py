@@ -18,7 +18,7 @@ def letters_only_name(alphabet="abcdefghjkmnpqrstuvwxyz", length=12):
 
 
 def signup(client, username, password=None):
-    return client.post("/v1/users", json={"username": username, "password": password or new_password()})
+    return client.post("/v1/users", json={"username": username, "password": new_password() if password is None else password})
 
 
 def login(client, username, password):
@@ -90,7 +90,7 @@ def test_username_fullwidth_variant_taken(api):
     assert_problem(signup(api, fullwidth), 409, "username-taken")
 
 
-def test_username_cyrillic_look_alike_refused(api):
+def test_username_cyrillic_look_alike_rejected(api):
     base = "al" + letters_only_name("aceopxy", 10)
     assert signup(api, base).status_code == 201
 
@@ -177,7 +177,7 @@ def test_parallel_guesses_locked_after_five(stack, account):
         other_name, other_password = new_username(), new_password()
         assert signup(client, other_name, other_password).status_code == 201
         assert login(client, other_name, other_password).status_code == 200
-        # Another account's success resets nothing; even the right password waits now.
+        # A login to another account resets nothing, so even the right password gets 429 now.
         assert_problem(login(client, username, password), 429, "too-many-attempts")
         assert_problem(login(client, username, "still-wrong-1"), 429, "too-many-attempts")
 

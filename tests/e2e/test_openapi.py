@@ -47,7 +47,7 @@ def test_spec_schemas_valid():
 
 
 def test_spec_errors_are_problems():
-    # /readyz answers 503 with its usual readiness document, so probes can read the checks.
+    # /readyz returns 503 with its usual readiness document, so probes can read the checks.
     exceptions = {("get", "/readyz", "503")}
     for template, method, operation in SPEC.operations():
         for status, response in operation["responses"].items():

@@ -190,7 +190,7 @@ CLAIM_CASES = {
     "exp_as_string": lambda now: {"exp": str(now + 900)},
     "exp_as_float": lambda now: {"exp": now + 900.5},
     "wrong_aud": lambda now: {"aud": "enclave-0001"},
-    "aud_as_list": lambda now: {"aud": [AUDIENCE, "enclave-0001"]},
+    "aud_without_gateway": lambda now: {"aud": ["enclave-0001", "enclave-0002"]},
     "wrong_iss": lambda now: {"iss": "someone-else"},
     "missing_exp": lambda now: {"exp": None},
     "missing_sub": lambda now: {"sub": None},
