@@ -84,8 +84,8 @@ std::shared_ptr<licensing::crypto::TokenKeys> open_keys(const CoreOptions& optio
   return std::shared_ptr<licensing::crypto::TokenKeys>(std::move(*keys));
 }
 
-std::shared_ptr<grpc::ServerCredentials> server_credentials(const CoreOptions& options) {
-  if (options.listen.starts_with("unix:")) return grpc::InsecureServerCredentials();
+std::shared_ptr<grpc::ServerCredentials> server_credentials(const CoreOptions& options, const std::string& listen) {
+  if (listen.starts_with("unix:")) return grpc::InsecureServerCredentials();
   if (options.tls_certificate_file.empty() || options.tls_key_file.empty() || options.tls_client_ca_file.empty()) {
     throw std::runtime_error("a TCP --listen address requires --tls-cert, --tls-key and --tls-client-ca (mutual TLS)");
   }
@@ -108,6 +108,7 @@ int rotate_signing_key(const CoreOptions& options) {
 
 int serve(const CoreOptions& options) {
   make_private_directory(options.data_dir);
+  make_private_directory(options.data_dir / "keys");
   licensing::core::KeyHolder keys(open_keys(options));
 
   auto authority = licensing::crypto::CertificateAuthority::open(options.data_dir / "ca", "Licensing Server");
@@ -131,7 +132,7 @@ int serve(const CoreOptions& options) {
   const mode_t previous_umask = umask(0077);
   grpc::ServerBuilder builder;
   int bound_port = 0;
-  builder.AddListeningPort(listen, server_credentials(options), &bound_port);
+  builder.AddListeningPort(listen, server_credentials(options, listen), &bound_port);
   builder.RegisterService(&token_service);
   builder.RegisterService(&certificate_service);
   builder.SetMaxReceiveMessageSize(64 * 1024);

@@ -269,7 +269,8 @@ struct AccountsApi::Impl {
   }
 
   awaitable<Response> signup(Request& request, bool prototype) {
-    auto response = co_await create_user(request);
+    auto creation = create_user(request);
+    auto response = co_await std::move(creation);
     if (!prototype) co_return response;
     if (response.status != 201) co_return prototype_error(std::move(response));
     auto body = nlohmann::json::parse(response.body);
@@ -305,8 +306,12 @@ struct AccountsApi::Impl {
     }
 
     const auto params = config.argon2;
-    auto hash = co_await run_on_pool<Result<std::string, crypto::PasswordError>>(
-        deps.hashing_pool, [password, params] { return crypto::hash_password(password->text(), params); });
+    // Awaited values are named: GCC 12 destroys temporaries in a co_await expression twice.
+    std::function<Result<std::string, crypto::PasswordError>()> hashing = [password, params] {
+      return crypto::hash_password(password->text(), params);
+    };
+    auto hashing_done = run_on_pool(deps.hashing_pool, std::move(hashing));
+    auto hash = co_await std::move(hashing_done);
     if (!hash) {
       count("licensing_signups_total", "overloaded");
       deps.metrics.increment("licensing_hashing_pool_rejections_total");
@@ -388,14 +393,16 @@ struct AccountsApi::Impl {
     const auto params = config.argon2;
     const std::string stored_hash = user ? user->password_hash : crypto::dummy_hash(params);
     const bool known_user = user.has_value();
-    auto work = co_await run_on_pool<LoginWork>(deps.hashing_pool, [password, stored_hash, params, known_user] {
+    std::function<LoginWork()> checking = [password, stored_hash, params, known_user] {
       LoginWork result;
       result.check = crypto::verify_password(password->text(), stored_hash, params);
       if (known_user && result.check && result.check->matches && result.check->needs_rehash) {
         if (auto rehashed = crypto::hash_password(password->text(), params)) result.new_hash = std::move(*rehashed);
       }
       return result;
-    });
+    };
+    auto checking_done = run_on_pool(deps.hashing_pool, std::move(checking));
+    auto work = co_await std::move(checking_done);
     if (!work) {
       deps.failures_per_user.cancel(limit_key);
       deps.failures_per_address.cancel(request.client_address);

@@ -39,8 +39,11 @@ boost::asio::awaitable<std::optional<T>> run_on_pool(WorkerPool& pool, std::func
       boost::asio::post(executor, [shared_handler]() mutable { (*shared_handler)(std::optional<T>()); });
     }
   };
-  co_return co_await boost::asio::async_initiate<decltype(boost::asio::use_awaitable), void(std::optional<T>)>(
+  // GCC 12 destroys temporaries inside a co_await expression twice, so the operation is
+  // a named value.
+  auto operation = boost::asio::async_initiate<decltype(boost::asio::use_awaitable), void(std::optional<T>)>(
       std::move(initiate), boost::asio::use_awaitable);
+  co_return co_await std::move(operation);
 }
 
 }  // namespace licensing::gateway
