@@ -32,8 +32,6 @@ grpc::Status CertificateServiceImpl::IssueServerCertificate(grpc::ServerContext*
     return {code, std::string(crypto::to_string(issued.error().code)) + ": " + issued.error().detail};
   }
 
-  logging::info("certificate_issued", {{"serial", issued->serial_hex}, {"dns_names", certificate_request.dns_names},
-                                       {"ip_addresses", certificate_request.ip_addresses}});
   response->set_certificate_pem(issued->certificate_pem);
   response->set_chain_pem(issued->chain_pem);
   return grpc::Status::OK;

@@ -237,9 +237,13 @@ struct AccountsApi::Impl {
       return std::unexpected(invalid_token());
     }
 
+    // A session the database does not know is treated as revoked: a correctly signed
+    // token must still name a session that this deployment started.
     auto revoked = deps.store.is_family_revoked(verdict->token.session_id);
-    if (!revoked) return std::unexpected(unavailable("the database"));
-    if (*revoked) {
+    if (!revoked && revoked.error().code != store::StoreError::not_found) {
+      return std::unexpected(unavailable("the database"));
+    }
+    if (!revoked || *revoked) {
       count("licensing_token_verifications_total", "session_revoked");
       return std::unexpected(invalid_token());
     }

@@ -473,9 +473,10 @@ class Session {
 
     connection_.cancel_on_stop = true;
     if constexpr (is_tls) {
-      // Send close_notify and wait briefly for the client's.
-      // NOTE: unread application data is not drained over TLS, so a client still sending
-      // a rejected body may see a reset instead of the error response.
+      // A client may still be sending a rejected body: read and discard it first, so the
+      // error response is not lost to a reset. Then send close_notify and wait briefly
+      // for the client's.
+      if (next == Next::close_lingering) co_await drain();
       transport().expires_after(linger_timeout);
       co_await stream_.async_shutdown(redirect(ec));
     } else {
@@ -485,14 +486,20 @@ class Session {
     transport().close();
   }
 
-  // Reads and discards input until the client closes or a linger bound is reached.
+  // Reads and discards input (decrypted, over TLS) until the client closes or a linger
+  // bound is reached.
   net::awaitable<void> drain() {
     ErrorCode ec;
     std::array<char, read_chunk_bytes> discard{};
-    std::size_t total = 0;
+    std::size_t total = buffer_.size();
+    buffer_.consume(buffer_.size());
     transport().expires_after(linger_timeout);
     while (!ec && total < linger_bytes && !connection_.stopping) {
-      total += co_await transport().async_read_some(net::buffer(discard), redirect(ec));
+      if constexpr (is_tls) {
+        total += co_await stream_.async_read_some(net::buffer(discard), redirect(ec));
+      } else {
+        total += co_await transport().async_read_some(net::buffer(discard), redirect(ec));
+      }
     }
   }
 
