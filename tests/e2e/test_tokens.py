@@ -439,3 +439,10 @@ def test_missing_authorization_rejected(api):
     response = api.get("/v1/users/me")
     assert_problem(response, 401, "invalid-token")
     assert response.headers["WWW-Authenticate"] == 'Bearer error="invalid_token"'
+
+
+def test_unknown_session_rejected(kit, api):
+    # Correctly signed, but its sid names no session: the token must not be honoured, and
+    # the client caused the failure, so the answer is 401 rather than 503.
+    other_session = "00000000-0000-4000-8000-000000000000"
+    assert_rejected(api, kit.sign(kit.fresh_claims(sid=other_session)))
