@@ -8,6 +8,7 @@
 #include <string>
 
 #include "crypto/password.hpp"
+#include "gateway/authenticator.hpp"
 #include "gateway/core_client.hpp"
 #include "gateway/metrics.hpp"
 #include "gateway/rate_limiter.hpp"
@@ -29,6 +30,7 @@ struct AccountsConfig {
 struct AccountsDependencies {
   store::Store& store;
   CoreClient& core;
+  Authenticator& authenticator;
   WorkerPool& hashing_pool;
   RateLimiter& failures_per_user;
   RateLimiter& failures_per_address;

@@ -142,8 +142,9 @@ int run(GatewayOptions options) {
   licensing::gateway::AccountsConfig accounts_config;
   accounts_config.argon2.ops_limit = options.argon2_ops;
   accounts_config.argon2.mem_limit_bytes = options.argon2_memory_kib * 1024;
+  licensing::gateway::Authenticator authenticator(core, *store, metrics);
   licensing::gateway::AccountsApi accounts(
-      accounts_config, {*store, core, hashing_pool, failures_per_user, failures_per_address, metrics,
+      accounts_config, {*store, core, authenticator, hashing_pool, failures_per_user, failures_per_address, metrics,
                         [] { return std::chrono::system_clock::now(); }});
 
   auto router = std::make_shared<licensing::http::Router>();
