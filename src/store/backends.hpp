@@ -4,8 +4,11 @@
 #include <chrono>
 #include <cstdint>
 #include <memory>
+#include <optional>
+#include <set>
 #include <span>
 #include <string>
+#include <string_view>
 
 #include "store/store.hpp"
 
@@ -43,6 +46,47 @@ inline RefreshOutcome decide_refresh_outcome(const RefreshTokenState& state, Tim
   if (state.used) return RefreshOutcome::reused;
   if (to_unix_seconds(now) >= to_unix_seconds(state.token.expires_at)) return RefreshOutcome::expired;
   return RefreshOutcome::rotated;
+}
+
+// The columns every enclave query selects, in the order read_enclave functions expect.
+inline constexpr std::string_view kEnclaveColumns =
+    "id, owner_id, state, endpoint, port, instance, failure_reason, coalesce(idempotency_key, ''), "
+    "certificate_not_after, created_at, updated_at";
+
+// The lowest port of `ports` that is not in `taken`.
+inline std::optional<std::uint16_t> lowest_free_port(const std::set<std::int64_t>& taken, PortRange ports) {
+  for (std::int64_t port = ports.first; port <= ports.last; ++port) {
+    if (!taken.contains(port)) return static_cast<std::uint16_t>(port);
+  }
+  return std::nullopt;
+}
+
+inline std::string_view to_column(CredentialKind kind) {
+  return kind == CredentialKind::bootstrap ? "bootstrap" : "renewal";
+}
+
+inline std::optional<CredentialKind> credential_kind_from_column(std::string_view text) {
+  if (text == "bootstrap") return CredentialKind::bootstrap;
+  if (text == "renewal") return CredentialKind::renewal;
+  return std::nullopt;
+}
+
+// A credential row as read inside the transaction that consumes it.
+struct CredentialState {
+  std::string enclave_id;
+  std::string kind;
+  std::int64_t expires_at = 0;
+  bool used = false;
+};
+
+// Decides what presenting a stored credential means: a credential of another enclave is
+// reported as unknown, so the reply does not reveal that it exists.
+inline CredentialOutcome decide_credential_outcome(const CredentialState& state, std::string_view enclave_id,
+                                                   TimePoint now) {
+  if (state.enclave_id != enclave_id) return CredentialOutcome::unknown;
+  if (state.used) return CredentialOutcome::used;
+  if (to_unix_seconds(now) >= state.expires_at) return CredentialOutcome::expired;
+  return CredentialOutcome::consumed;
 }
 
 }  // namespace licensing::store::detail

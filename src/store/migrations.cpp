@@ -39,8 +39,41 @@ CREATE TABLE refresh_tokens (
 CREATE INDEX refresh_tokens_family_id ON refresh_tokens (family_id);
 )sql";
 
+// Enclave records and their single-use CSR credentials. A NULL idempotency key never
+// conflicts, because both back ends treat NULLs in a UNIQUE constraint as distinct. The
+// partial index keeps two live enclaves off one port; ended ones (deleted, failed) free it.
+constexpr std::string_view kEnclaves = R"sql(
+CREATE TABLE enclaves (
+  id TEXT NOT NULL PRIMARY KEY,
+  owner_id TEXT NOT NULL,
+  state TEXT NOT NULL,
+  endpoint TEXT NOT NULL DEFAULT '',
+  port BIGINT NOT NULL,
+  instance TEXT NOT NULL DEFAULT '',
+  failure_reason TEXT NOT NULL DEFAULT '',
+  idempotency_key TEXT,
+  certificate_not_after BIGINT,
+  created_at BIGINT NOT NULL,
+  updated_at BIGINT NOT NULL,
+  UNIQUE (owner_id, idempotency_key)
+);
+CREATE INDEX enclaves_owner_id ON enclaves (owner_id);
+CREATE UNIQUE INDEX enclaves_live_port ON enclaves (port) WHERE state NOT IN ('deleted', 'failed');
+
+CREATE TABLE enclave_credentials (
+  credential_hash TEXT NOT NULL PRIMARY KEY,
+  enclave_id TEXT NOT NULL REFERENCES enclaves (id) ON DELETE CASCADE,
+  kind TEXT NOT NULL,
+  issued_at BIGINT NOT NULL,
+  expires_at BIGINT NOT NULL,
+  used_at BIGINT
+);
+CREATE INDEX enclave_credentials_enclave_id ON enclave_credentials (enclave_id);
+)sql";
+
 constexpr std::array kMigrations = {
     Migration{1, "users and refresh tokens", kInitialSchema},
+    Migration{2, "enclaves and enclave credentials", kEnclaves},
 };
 
 }  // namespace

@@ -5,6 +5,7 @@
 #include <condition_variable>
 #include <mutex>
 #include <pqxx/pqxx>
+#include <set>
 #include <utility>
 #include <vector>
 
@@ -17,6 +18,9 @@ namespace {
 // The key of the advisory lock that serializes migrations across processes: the ASCII
 // bytes of "licmigr1".
 constexpr std::int64_t kMigrationLockKey = 0x6c69636d69677231;
+// The key of the advisory lock that serializes enclave inserts, so that the quota count
+// and the port choice see every earlier insert: the ASCII bytes of "licencl1".
+constexpr std::int64_t kEnclaveInsertLockKey = 0x6c6963656e636c31;
 
 // Connections are made on first use and replaced when they break. A call waits at most
 // `wait` for a free connection.
@@ -130,6 +134,19 @@ class PostgresStore final : public Store {
   Result<RefreshResult, StoreError> use_refresh_token(std::string_view token_hash, TimePoint now) override;
   Result<void, StoreError> revoke_family(std::string_view family_id, TimePoint now) override;
   Result<bool, StoreError> is_family_revoked(std::string_view family_id) override;
+
+  Result<EnclaveInsertResult, StoreError> insert_enclave(const Enclave& enclave, std::size_t quota,
+                                                         PortRange ports) override;
+  Result<std::optional<Enclave>, StoreError> find_enclave(std::string_view id) override;
+  Result<std::vector<Enclave>, StoreError> list_enclaves(std::string_view owner_id) override;
+  Result<std::vector<Enclave>, StoreError> list_all_enclaves() override;
+  Result<Enclave, StoreError> transition_enclave(std::string_view id, EnclaveState from, EnclaveState to,
+                                                 const EnclaveChange& change, TimePoint now) override;
+  Result<void, StoreError> set_enclave_certificate(std::string_view id, TimePoint not_after, TimePoint now) override;
+  Result<void, StoreError> insert_enclave_credential(const EnclaveCredential& credential) override;
+  Result<CredentialResult, StoreError> consume_enclave_credential(std::string_view credential_hash,
+                                                                  std::string_view enclave_id,
+                                                                  TimePoint now) override;
 
   bool ping() override;
 
@@ -368,6 +385,202 @@ Result<bool, StoreError> PostgresStore::is_family_revoked(std::string_view famil
     if (rows.empty()) return fail(StoreError::not_found, "read token family: no such family");
     return rows[0][0].as<bool>();
   });
+}
+
+// --- enclaves ---
+
+Result<Enclave, StoreError> read_enclave(const pqxx::row& row) {
+  const auto state_text = row[2].as<std::string>();
+  const auto state = parse_enclave_state(state_text);
+  if (!state) return fail(StoreError::corrupt, "read enclave: unknown state " + state_text.substr(0, 32));
+  Enclave enclave{
+      .id = row[0].as<std::string>(),
+      .owner_id = row[1].as<std::string>(),
+      .state = *state,
+      .endpoint = row[3].as<std::string>(),
+      .port = static_cast<std::uint16_t>(row[4].as<std::int64_t>()),
+      .instance = row[5].as<std::string>(),
+      .failure_reason = row[6].as<std::string>(),
+      .idempotency_key = row[7].as<std::string>(),
+      .certificate_not_after = std::nullopt,
+      .created_at = from_unix_seconds(row[9].as<std::int64_t>()),
+      .updated_at = from_unix_seconds(row[10].as<std::int64_t>()),
+  };
+  if (!row[8].is_null()) enclave.certificate_not_after = from_unix_seconds(row[8].as<std::int64_t>());
+  return enclave;
+}
+
+Result<std::vector<Enclave>, StoreError> read_enclaves(const pqxx::result& rows) {
+  std::vector<Enclave> enclaves;
+  for (const auto& row : rows) {
+    auto enclave = read_enclave(row);
+    if (!enclave) return std::unexpected(enclave.error());
+    enclaves.push_back(std::move(*enclave));
+  }
+  return enclaves;
+}
+
+Result<EnclaveInsertResult, StoreError> PostgresStore::insert_enclave(const Enclave& enclave, std::size_t quota,
+                                                                      PortRange ports) {
+  return transact<EnclaveInsertResult>(
+      "insert enclave", [&](pqxx::work& transaction) -> Result<EnclaveInsertResult, StoreError> {
+        transaction.exec_params("SELECT pg_advisory_xact_lock($1)", kEnclaveInsertLockKey);
+
+        if (!enclave.idempotency_key.empty()) {
+          const pqxx::result rows = transaction.exec_params(
+              fmt::format("SELECT {} FROM enclaves WHERE owner_id = $1 AND idempotency_key = $2", kEnclaveColumns),
+              enclave.owner_id, enclave.idempotency_key);
+          if (!rows.empty()) {
+            auto existing = read_enclave(rows[0]);
+            if (!existing) return std::unexpected(existing.error());
+            return EnclaveInsertResult{EnclaveInsertOutcome::existing, std::move(*existing)};
+          }
+        }
+
+        const auto live = transaction
+                              .exec_params1("SELECT count(*) FROM enclaves WHERE owner_id = $1 "
+                                            "AND state NOT IN ('deleted', 'failed')",
+                                            enclave.owner_id)[0]
+                              .as<std::int64_t>();
+        if (static_cast<std::size_t>(live) >= quota) {
+          return EnclaveInsertResult{EnclaveInsertOutcome::quota_exceeded, std::nullopt};
+        }
+
+        std::set<std::int64_t> taken;
+        for (const auto& row : transaction.exec("SELECT port FROM enclaves WHERE state NOT IN ('deleted', 'failed')")) {
+          taken.insert(row[0].as<std::int64_t>());
+        }
+        const auto port = lowest_free_port(taken, ports);
+        if (!port) return EnclaveInsertResult{EnclaveInsertOutcome::no_free_port, std::nullopt};
+
+        transaction.exec_params0(
+            "INSERT INTO enclaves (id, owner_id, state, endpoint, port, instance, failure_reason, idempotency_key, "
+            "created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, nullif($8, ''), $9, $10)",
+            enclave.id, enclave.owner_id, std::string{to_string(enclave.state)}, enclave.endpoint,
+            std::int64_t{*port}, enclave.instance, enclave.failure_reason, enclave.idempotency_key, to_unix_seconds(enclave.created_at),
+            to_unix_seconds(enclave.updated_at));
+
+        Enclave created = enclave;
+        created.port = *port;
+        created.created_at = from_unix_seconds(to_unix_seconds(enclave.created_at));
+        created.updated_at = from_unix_seconds(to_unix_seconds(enclave.updated_at));
+        return EnclaveInsertResult{EnclaveInsertOutcome::created, std::move(created)};
+      });
+}
+
+Result<std::optional<Enclave>, StoreError> PostgresStore::find_enclave(std::string_view id) {
+  return transact<std::optional<Enclave>>(
+      "read enclave", [&](pqxx::work& transaction) -> Result<std::optional<Enclave>, StoreError> {
+        const pqxx::result rows =
+            transaction.exec_params(fmt::format("SELECT {} FROM enclaves WHERE id = $1", kEnclaveColumns),
+                                    std::string{id});
+        if (rows.empty()) return std::nullopt;
+        auto enclave = read_enclave(rows[0]);
+        if (!enclave) return std::unexpected(enclave.error());
+        return std::move(*enclave);
+      });
+}
+
+Result<std::vector<Enclave>, StoreError> PostgresStore::list_enclaves(std::string_view owner_id) {
+  return transact<std::vector<Enclave>>(
+      "list enclaves", [&](pqxx::work& transaction) -> Result<std::vector<Enclave>, StoreError> {
+        return read_enclaves(transaction.exec_params(
+            fmt::format("SELECT {} FROM enclaves WHERE owner_id = $1 ORDER BY created_at, id", kEnclaveColumns),
+            std::string{owner_id}));
+      });
+}
+
+Result<std::vector<Enclave>, StoreError> PostgresStore::list_all_enclaves() {
+  return transact<std::vector<Enclave>>(
+      "list enclaves", [&](pqxx::work& transaction) -> Result<std::vector<Enclave>, StoreError> {
+        return read_enclaves(
+            transaction.exec(fmt::format("SELECT {} FROM enclaves ORDER BY created_at, id", kEnclaveColumns)));
+      });
+}
+
+Result<Enclave, StoreError> PostgresStore::transition_enclave(std::string_view id, EnclaveState from, EnclaveState to,
+                                                              const EnclaveChange& change, TimePoint now) {
+  if (!is_allowed_transition(from, to)) {
+    return fail(StoreError::illegal_transition,
+                fmt::format("enclave state cannot change from {} to {}", to_string(from), to_string(to)));
+  }
+
+  return transact<Enclave>("change enclave state", [&](pqxx::work& transaction) -> Result<Enclave, StoreError> {
+    // FOR UPDATE makes a concurrent transition wait and then see this one's result.
+    const pqxx::result rows = transaction.exec_params(
+        fmt::format("SELECT {} FROM enclaves WHERE id = $1 FOR UPDATE", kEnclaveColumns), std::string{id});
+    if (rows.empty()) return fail(StoreError::not_found, "change enclave state: no such enclave");
+    auto current = read_enclave(rows[0]);
+    if (!current) return std::unexpected(current.error());
+    Enclave enclave = std::move(*current);
+    if (enclave.state != from) {
+      return fail(StoreError::conflict, fmt::format("change enclave state: expected {}, found {}", to_string(from),
+                                                    to_string(enclave.state)));
+    }
+
+    enclave.state = to;
+    if (change.endpoint) enclave.endpoint = *change.endpoint;
+    if (change.instance) enclave.instance = *change.instance;
+    if (change.failure_reason) enclave.failure_reason = *change.failure_reason;
+    enclave.updated_at = from_unix_seconds(to_unix_seconds(now));
+    transaction.exec_params0(
+        "UPDATE enclaves SET state = $1, endpoint = $2, instance = $3, failure_reason = $4, updated_at = $5 "
+        "WHERE id = $6",
+        std::string{to_string(enclave.state)}, enclave.endpoint, enclave.instance, enclave.failure_reason,
+        to_unix_seconds(now), std::string{id});
+    return enclave;
+  });
+}
+
+Result<void, StoreError> PostgresStore::set_enclave_certificate(std::string_view id, TimePoint not_after,
+                                                                TimePoint now) {
+  return transact<void>("record enclave certificate", [&](pqxx::work& transaction) -> Result<void, StoreError> {
+    const pqxx::result updated = transaction.exec_params0(
+        "UPDATE enclaves SET certificate_not_after = $1, updated_at = $2 WHERE id = $3", to_unix_seconds(not_after),
+        to_unix_seconds(now), std::string{id});
+    if (updated.affected_rows() == 0) return fail(StoreError::not_found, "record enclave certificate: no such enclave");
+    return {};
+  });
+}
+
+Result<void, StoreError> PostgresStore::insert_enclave_credential(const EnclaveCredential& credential) {
+  return transact<void>("insert enclave credential", [&](pqxx::work& transaction) -> Result<void, StoreError> {
+    transaction.exec_params0("UPDATE enclave_credentials SET used_at = $1 WHERE enclave_id = $2 AND used_at IS NULL",
+                             to_unix_seconds(credential.issued_at), credential.enclave_id);
+    transaction.exec_params0(
+        "INSERT INTO enclave_credentials (credential_hash, enclave_id, kind, issued_at, expires_at) "
+        "VALUES ($1, $2, $3, $4, $5)",
+        credential.credential_hash, credential.enclave_id, std::string{to_column(credential.kind)},
+        to_unix_seconds(credential.issued_at), to_unix_seconds(credential.expires_at));
+    return {};
+  });
+}
+
+Result<CredentialResult, StoreError> PostgresStore::consume_enclave_credential(std::string_view credential_hash,
+                                                                               std::string_view enclave_id,
+                                                                               TimePoint now) {
+  return transact<CredentialResult>(
+      "use enclave credential", [&](pqxx::work& transaction) -> Result<CredentialResult, StoreError> {
+        // FOR UPDATE: a concurrent call for the same credential waits, then sees it used.
+        const pqxx::result rows = transaction.exec_params(
+            "SELECT enclave_id, kind, expires_at, used_at IS NOT NULL FROM enclave_credentials "
+            "WHERE credential_hash = $1 FOR UPDATE",
+            std::string{credential_hash});
+        if (rows.empty()) return CredentialResult{CredentialOutcome::unknown, std::nullopt};
+
+        const CredentialState state{rows[0][0].as<std::string>(), rows[0][1].as<std::string>(),
+                                    rows[0][2].as<std::int64_t>(), rows[0][3].as<bool>()};
+        const CredentialOutcome outcome = decide_credential_outcome(state, enclave_id, now);
+        if (outcome == CredentialOutcome::unknown) return CredentialResult{outcome, std::nullopt};
+        const auto kind = credential_kind_from_column(state.kind);
+        if (!kind) return fail(StoreError::corrupt, "read enclave credential: unknown kind");
+
+        if (outcome == CredentialOutcome::consumed) {
+          transaction.exec_params0("UPDATE enclave_credentials SET used_at = $1 WHERE credential_hash = $2",
+                                   to_unix_seconds(now), std::string{credential_hash});
+        }
+        return CredentialResult{outcome, kind};
+      });
 }
 
 bool PostgresStore::ping() {

@@ -151,9 +151,26 @@ class SqliteStore final : public Store {
   Result<void, StoreError> revoke_family(std::string_view family_id, TimePoint now) override;
   Result<bool, StoreError> is_family_revoked(std::string_view family_id) override;
 
+  Result<EnclaveInsertResult, StoreError> insert_enclave(const Enclave& enclave, std::size_t quota,
+                                                         PortRange ports) override;
+  Result<std::optional<Enclave>, StoreError> find_enclave(std::string_view id) override;
+  Result<std::vector<Enclave>, StoreError> list_enclaves(std::string_view owner_id) override;
+  Result<std::vector<Enclave>, StoreError> list_all_enclaves() override;
+  Result<Enclave, StoreError> transition_enclave(std::string_view id, EnclaveState from, EnclaveState to,
+                                                 const EnclaveChange& change, TimePoint now) override;
+  Result<void, StoreError> set_enclave_certificate(std::string_view id, TimePoint not_after, TimePoint now) override;
+  Result<void, StoreError> insert_enclave_credential(const EnclaveCredential& credential) override;
+  Result<CredentialResult, StoreError> consume_enclave_credential(std::string_view credential_hash,
+                                                                  std::string_view enclave_id,
+                                                                  TimePoint now) override;
+
   bool ping() override;
 
  private:
+  // These run with mutex_ held.
+  Result<std::optional<Enclave>, StoreError> select_enclave(std::string_view sql, std::string_view value);
+  Result<std::vector<Enclave>, StoreError> select_enclaves(std::string_view sql, std::string_view value);
+
   Result<Statement, StoreError> prepare(std::string_view sql, std::string_view action);
   Result<std::optional<User>, StoreError> find_user(std::string_view sql, std::string_view value);
   Result<int, StoreError> read_schema_version();
@@ -411,6 +428,258 @@ Result<bool, StoreError> SqliteStore::is_family_revoked(std::string_view family_
   if (!row) return std::unexpected(row.error());
   if (*row == SQLITE_DONE) return fail(StoreError::not_found, "read token family: no such family");
   return select->integer(0) != 0;
+}
+
+// --- enclaves ---
+
+Result<Enclave, StoreError> read_enclave(const Statement& row) {
+  const auto state = parse_enclave_state(row.text(2));
+  if (!state) return fail(StoreError::corrupt, "read enclave: unknown state " + row.text(2).substr(0, 32));
+  Enclave enclave{
+      .id = row.text(0),
+      .owner_id = row.text(1),
+      .state = *state,
+      .endpoint = row.text(3),
+      .port = static_cast<std::uint16_t>(row.integer(4)),
+      .instance = row.text(5),
+      .failure_reason = row.text(6),
+      .idempotency_key = row.text(7),
+      .certificate_not_after = std::nullopt,
+      .created_at = from_unix_seconds(row.integer(9)),
+      .updated_at = from_unix_seconds(row.integer(10)),
+  };
+  if (!row.is_null(8)) enclave.certificate_not_after = from_unix_seconds(row.integer(8));
+  return enclave;
+}
+
+Result<std::optional<Enclave>, StoreError> SqliteStore::select_enclave(std::string_view sql, std::string_view value) {
+  auto select = prepare(sql, "read enclave");
+  if (!select) return std::unexpected(select.error());
+  auto row = select->bind(1, value).step();
+  if (!row) return std::unexpected(row.error());
+  if (*row == SQLITE_DONE) return std::nullopt;
+  auto enclave = read_enclave(*select);
+  if (!enclave) return std::unexpected(enclave.error());
+  return std::move(*enclave);
+}
+
+Result<std::vector<Enclave>, StoreError> SqliteStore::select_enclaves(std::string_view sql, std::string_view value) {
+  auto select = prepare(sql, "list enclaves");
+  if (!select) return std::unexpected(select.error());
+  if (!value.empty()) select->bind(1, value);
+
+  std::vector<Enclave> enclaves;
+  while (true) {
+    auto row = select->step();
+    if (!row) return std::unexpected(row.error());
+    if (*row == SQLITE_DONE) return enclaves;
+    auto enclave = read_enclave(*select);
+    if (!enclave) return std::unexpected(enclave.error());
+    enclaves.push_back(std::move(*enclave));
+  }
+}
+
+Result<EnclaveInsertResult, StoreError> SqliteStore::insert_enclave(const Enclave& enclave, std::size_t quota,
+                                                                    PortRange ports) {
+  std::lock_guard lock(mutex_);
+  auto transaction = Transaction::begin(db_.get());
+  if (!transaction) return std::unexpected(transaction.error());
+
+  if (!enclave.idempotency_key.empty()) {
+    auto select = prepare(fmt::format("SELECT {} FROM enclaves WHERE owner_id = ?1 AND idempotency_key = ?2",
+                                      kEnclaveColumns),
+                          "read enclave by idempotency key");
+    if (!select) return std::unexpected(select.error());
+    auto row = select->bind(1, enclave.owner_id).bind(2, enclave.idempotency_key).step();
+    if (!row) return std::unexpected(row.error());
+    if (*row == SQLITE_ROW) {
+      auto existing = read_enclave(*select);
+      if (!existing) return std::unexpected(existing.error());
+      return EnclaveInsertResult{EnclaveInsertOutcome::existing, std::move(*existing)};
+    }
+  }
+
+  auto count = prepare("SELECT count(*) FROM enclaves WHERE owner_id = ?1 AND state NOT IN ('deleted', 'failed')",
+                       "count live enclaves");
+  if (!count) return std::unexpected(count.error());
+  auto counted = count->bind(1, enclave.owner_id).step();
+  if (!counted) return std::unexpected(counted.error());
+  if (static_cast<std::size_t>(count->integer(0)) >= quota) {
+    return EnclaveInsertResult{EnclaveInsertOutcome::quota_exceeded, std::nullopt};
+  }
+
+  auto taken_ports = prepare("SELECT port FROM enclaves WHERE state NOT IN ('deleted', 'failed')", "read used ports");
+  if (!taken_ports) return std::unexpected(taken_ports.error());
+  std::set<std::int64_t> taken;
+  while (true) {
+    auto row = taken_ports->step();
+    if (!row) return std::unexpected(row.error());
+    if (*row == SQLITE_DONE) break;
+    taken.insert(taken_ports->integer(0));
+  }
+  const auto port = lowest_free_port(taken, ports);
+  if (!port) return EnclaveInsertResult{EnclaveInsertOutcome::no_free_port, std::nullopt};
+
+  auto insert = prepare(
+      "INSERT INTO enclaves (id, owner_id, state, endpoint, port, instance, failure_reason, idempotency_key, "
+      "created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, nullif(?8, ''), ?9, ?10)",
+      "insert enclave");
+  if (!insert) return std::unexpected(insert.error());
+  auto inserted = insert->bind(1, enclave.id)
+                      .bind(2, enclave.owner_id)
+                      .bind(3, to_string(enclave.state))
+                      .bind(4, enclave.endpoint)
+                      .bind(5, std::int64_t{*port})
+                      .bind(6, enclave.instance)
+                      .bind(7, enclave.failure_reason)
+                      .bind(8, enclave.idempotency_key)
+                      .bind(9, to_unix_seconds(enclave.created_at))
+                      .bind(10, to_unix_seconds(enclave.updated_at))
+                      .run();
+  if (!inserted) return std::unexpected(inserted.error());
+
+  auto committed = transaction->commit();
+  if (!committed) return std::unexpected(committed.error());
+  Enclave created = enclave;
+  created.port = *port;
+  created.created_at = from_unix_seconds(to_unix_seconds(enclave.created_at));
+  created.updated_at = from_unix_seconds(to_unix_seconds(enclave.updated_at));
+  return EnclaveInsertResult{EnclaveInsertOutcome::created, std::move(created)};
+}
+
+Result<std::optional<Enclave>, StoreError> SqliteStore::find_enclave(std::string_view id) {
+  std::lock_guard lock(mutex_);
+  return select_enclave(fmt::format("SELECT {} FROM enclaves WHERE id = ?1", kEnclaveColumns), id);
+}
+
+Result<std::vector<Enclave>, StoreError> SqliteStore::list_enclaves(std::string_view owner_id) {
+  if (owner_id.empty()) return std::vector<Enclave>{};
+  std::lock_guard lock(mutex_);
+  return select_enclaves(
+      fmt::format("SELECT {} FROM enclaves WHERE owner_id = ?1 ORDER BY created_at, id", kEnclaveColumns), owner_id);
+}
+
+Result<std::vector<Enclave>, StoreError> SqliteStore::list_all_enclaves() {
+  std::lock_guard lock(mutex_);
+  return select_enclaves(fmt::format("SELECT {} FROM enclaves ORDER BY created_at, id", kEnclaveColumns), {});
+}
+
+Result<Enclave, StoreError> SqliteStore::transition_enclave(std::string_view id, EnclaveState from, EnclaveState to,
+                                                            const EnclaveChange& change, TimePoint now) {
+  if (!is_allowed_transition(from, to)) {
+    return fail(StoreError::illegal_transition,
+                fmt::format("enclave state cannot change from {} to {}", to_string(from), to_string(to)));
+  }
+
+  std::lock_guard lock(mutex_);
+  auto transaction = Transaction::begin(db_.get());
+  if (!transaction) return std::unexpected(transaction.error());
+
+  auto current = select_enclave(fmt::format("SELECT {} FROM enclaves WHERE id = ?1", kEnclaveColumns), id);
+  if (!current) return std::unexpected(current.error());
+  if (!*current) return fail(StoreError::not_found, "change enclave state: no such enclave");
+  Enclave enclave = std::move(**current);
+  if (enclave.state != from) {
+    return fail(StoreError::conflict, fmt::format("change enclave state: expected {}, found {}", to_string(from),
+                                                  to_string(enclave.state)));
+  }
+
+  enclave.state = to;
+  if (change.endpoint) enclave.endpoint = *change.endpoint;
+  if (change.instance) enclave.instance = *change.instance;
+  if (change.failure_reason) enclave.failure_reason = *change.failure_reason;
+  enclave.updated_at = from_unix_seconds(to_unix_seconds(now));
+
+  auto update = prepare(
+      "UPDATE enclaves SET state = ?1, endpoint = ?2, instance = ?3, failure_reason = ?4, updated_at = ?5 "
+      "WHERE id = ?6",
+      "change enclave state");
+  if (!update) return std::unexpected(update.error());
+  auto updated = update->bind(1, to_string(enclave.state))
+                     .bind(2, enclave.endpoint)
+                     .bind(3, enclave.instance)
+                     .bind(4, enclave.failure_reason)
+                     .bind(5, to_unix_seconds(now))
+                     .bind(6, id)
+                     .run();
+  if (!updated) return std::unexpected(updated.error());
+
+  auto committed = transaction->commit();
+  if (!committed) return std::unexpected(committed.error());
+  return enclave;
+}
+
+Result<void, StoreError> SqliteStore::set_enclave_certificate(std::string_view id, TimePoint not_after,
+                                                              TimePoint now) {
+  std::lock_guard lock(mutex_);
+  auto update = prepare("UPDATE enclaves SET certificate_not_after = ?1, updated_at = ?2 WHERE id = ?3",
+                        "record enclave certificate");
+  if (!update) return std::unexpected(update.error());
+  auto updated = update->bind(1, to_unix_seconds(not_after)).bind(2, to_unix_seconds(now)).bind(3, id).run();
+  if (!updated) return updated;
+  if (sqlite3_changes(db_.get()) == 0) return fail(StoreError::not_found, "record enclave certificate: no such enclave");
+  return {};
+}
+
+Result<void, StoreError> SqliteStore::insert_enclave_credential(const EnclaveCredential& credential) {
+  std::lock_guard lock(mutex_);
+  auto transaction = Transaction::begin(db_.get());
+  if (!transaction) return std::unexpected(transaction.error());
+
+  auto revoke = prepare(
+      "UPDATE enclave_credentials SET used_at = ?1 WHERE enclave_id = ?2 AND used_at IS NULL",
+      "replace enclave credentials");
+  if (!revoke) return std::unexpected(revoke.error());
+  auto revoked = revoke->bind(1, to_unix_seconds(credential.issued_at)).bind(2, credential.enclave_id).run();
+  if (!revoked) return revoked;
+
+  auto insert = prepare(
+      "INSERT INTO enclave_credentials (credential_hash, enclave_id, kind, issued_at, expires_at) "
+      "VALUES (?1, ?2, ?3, ?4, ?5)",
+      "insert enclave credential");
+  if (!insert) return std::unexpected(insert.error());
+  auto inserted = insert->bind(1, credential.credential_hash)
+                      .bind(2, credential.enclave_id)
+                      .bind(3, to_column(credential.kind))
+                      .bind(4, to_unix_seconds(credential.issued_at))
+                      .bind(5, to_unix_seconds(credential.expires_at))
+                      .run();
+  if (!inserted) return inserted;
+  return transaction->commit();
+}
+
+Result<CredentialResult, StoreError> SqliteStore::consume_enclave_credential(std::string_view credential_hash,
+                                                                             std::string_view enclave_id,
+                                                                             TimePoint now) {
+  std::lock_guard lock(mutex_);
+  auto transaction = Transaction::begin(db_.get());
+  if (!transaction) return std::unexpected(transaction.error());
+
+  auto select = prepare(
+      "SELECT enclave_id, kind, expires_at, used_at IS NOT NULL FROM enclave_credentials WHERE credential_hash = ?1",
+      "read enclave credential");
+  if (!select) return std::unexpected(select.error());
+  auto row = select->bind(1, credential_hash).step();
+  if (!row) return std::unexpected(row.error());
+  if (*row == SQLITE_DONE) return CredentialResult{CredentialOutcome::unknown, std::nullopt};
+
+  const CredentialState state{select->text(0), select->text(1), select->integer(2), select->integer(3) != 0};
+  const CredentialOutcome outcome = decide_credential_outcome(state, enclave_id, now);
+  if (outcome == CredentialOutcome::unknown) return CredentialResult{outcome, std::nullopt};
+  const auto kind = credential_kind_from_column(state.kind);
+  if (!kind) return fail(StoreError::corrupt, "read enclave credential: unknown kind");
+
+  if (outcome == CredentialOutcome::consumed) {
+    auto mark = prepare("UPDATE enclave_credentials SET used_at = ?1 WHERE credential_hash = ?2",
+                        "mark enclave credential used");
+    if (!mark) return std::unexpected(mark.error());
+    auto marked = mark->bind(1, to_unix_seconds(now)).bind(2, credential_hash).run();
+    if (!marked) return std::unexpected(marked.error());
+  }
+
+  auto committed = transaction->commit();
+  if (!committed) return std::unexpected(committed.error());
+  return CredentialResult{outcome, kind};
 }
 
 bool SqliteStore::ping() {

@@ -11,8 +11,10 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "common/error.hpp"
+#include "store/enclave_state.hpp"
 
 namespace licensing::store {
 
@@ -22,6 +24,7 @@ enum class StoreError {
   unavailable,  // the database cannot be reached or timed out; retry later
   corrupt,      // a row violates the schema's invariants
   migration,    // the schema cannot be brought to the version this build expects
+  illegal_transition,  // an enclave state change that is_allowed_transition() rejects
 };
 
 using TimePoint = std::chrono::system_clock::time_point;
@@ -53,6 +56,71 @@ enum class RefreshOutcome {
 struct RefreshResult {
   RefreshOutcome outcome;
   std::optional<RefreshToken> token;  // set for rotated, reused, revoked, expired
+};
+
+// One enclave record. Its instance (process or pod) is named after `id`, never after the
+// owner's username.
+struct Enclave {
+  std::string id;        // UUID, chosen by the caller
+  std::string owner_id;  // the user id
+  EnclaveState state = EnclaveState::requested;
+  std::string endpoint;         // https://host:port as a client reaches it; empty until known
+  std::uint16_t port = 0;       // assigned by insert_enclave from the PortRange
+  std::string instance;         // the provisioner's name for the instance: a directory, a pod
+  std::string failure_reason;   // set with the transition to failed
+  std::string idempotency_key;  // empty: none
+  std::optional<TimePoint> certificate_not_after;  // set once a certificate was issued
+  TimePoint created_at;
+  TimePoint updated_at;
+};
+
+// Ports handed to enclaves, both ends included.
+struct PortRange {
+  std::uint16_t first = 20000;
+  std::uint16_t last = 20999;
+};
+
+enum class EnclaveInsertOutcome {
+  created,         // the record is new; `enclave` is it, with its port
+  existing,        // the owner used this idempotency key before; `enclave` is that record
+  quota_exceeded,  // the owner has `quota` live enclaves already; nothing was written
+  no_free_port,    // every port of the range belongs to a live enclave; nothing was written
+};
+
+struct EnclaveInsertResult {
+  EnclaveInsertOutcome outcome;
+  std::optional<Enclave> enclave;  // set for created and existing
+};
+
+// Fields that a state transition sets along with the state; unset ones keep their value.
+struct EnclaveChange {
+  std::optional<std::string> endpoint = std::nullopt;
+  std::optional<std::string> instance = std::nullopt;
+  std::optional<std::string> failure_reason = std::nullopt;
+};
+
+enum class CredentialKind { bootstrap, renewal };
+
+// A single-use credential an enclave presents with its CSR. Only the SHA-256 (hex) of the
+// credential is stored.
+struct EnclaveCredential {
+  std::string credential_hash;
+  std::string enclave_id;
+  CredentialKind kind = CredentialKind::bootstrap;
+  TimePoint issued_at;
+  TimePoint expires_at;
+};
+
+enum class CredentialOutcome {
+  consumed,  // it was valid for this enclave and is now used
+  unknown,   // no such credential for this enclave (another enclave's counts as unknown)
+  used,      // used before, or replaced by a newer credential
+  expired,   // now >= expires_at
+};
+
+struct CredentialResult {
+  CredentialOutcome outcome;
+  std::optional<CredentialKind> kind;  // set unless unknown
 };
 
 class Store {
@@ -90,6 +158,42 @@ class Store {
   virtual Result<void, StoreError> revoke_family(std::string_view family_id, TimePoint now) = 0;
   // Fails with not_found for an unknown family.
   virtual Result<bool, StoreError> is_family_revoked(std::string_view family_id) = 0;
+
+  // --- enclaves ---
+
+  // In one transaction: returns the owner's record with the same non-empty idempotency key
+  // if there is one (existing); otherwise counts the owner's live enclaves (states other
+  // than deleted and failed) against `quota`, picks the lowest port of `ports` that no
+  // live enclave holds, and inserts `enclave` with that port and `enclave.state`.
+  // Fails with conflict when the id exists.
+  virtual Result<EnclaveInsertResult, StoreError> insert_enclave(const Enclave& enclave, std::size_t quota,
+                                                                 PortRange ports) = 0;
+  virtual Result<std::optional<Enclave>, StoreError> find_enclave(std::string_view id) = 0;
+  // The owner's records in every state, oldest first.
+  virtual Result<std::vector<Enclave>, StoreError> list_enclaves(std::string_view owner_id) = 0;
+  // Every record in every state, oldest first; for reconciliation.
+  // NOTE: reads the whole table, which is fine for thousands of records, not millions.
+  virtual Result<std::vector<Enclave>, StoreError> list_all_enclaves() = 0;
+  // Moves the record from `from` to `to` and applies `change`, atomically, and returns the
+  // updated record. Fails with illegal_transition when is_allowed_transition(from, to) is
+  // false, with not_found for an unknown id, and with conflict when the record is no
+  // longer in `from` (another caller moved it first).
+  virtual Result<Enclave, StoreError> transition_enclave(std::string_view id, EnclaveState from, EnclaveState to,
+                                                         const EnclaveChange& change, TimePoint now) = 0;
+  // Records that a certificate valid until `not_after` was issued. not_found for an
+  // unknown id.
+  virtual Result<void, StoreError> set_enclave_certificate(std::string_view id, TimePoint not_after,
+                                                           TimePoint now) = 0;
+
+  // Inserts a credential and, in the same transaction, marks every other unused
+  // credential of that enclave used, so at most one is valid at a time. not_found when
+  // the enclave does not exist, conflict when the hash exists.
+  virtual Result<void, StoreError> insert_enclave_credential(const EnclaveCredential& credential) = 0;
+  // Atomically marks the credential used when it belongs to `enclave_id`, is unused and
+  // is not expired at `now`; two concurrent calls consume it at most once.
+  virtual Result<CredentialResult, StoreError> consume_enclave_credential(std::string_view credential_hash,
+                                                                          std::string_view enclave_id,
+                                                                          TimePoint now) = 0;
 
   // True when a trivial query succeeds; for /readyz.
   virtual bool ping() = 0;

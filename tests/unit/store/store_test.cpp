@@ -760,5 +760,299 @@ TEST_P(PostgresPool, ReconnectsAfterConnectionLoss) {
   EXPECT_TRUE(store->create_user(make_user("alice")));
 }
 
+// --- enclaves ---
+
+class EnclaveStoreTest : public StoreTest {
+ protected:
+  void SetUp() override {
+    StoreTest::SetUp();
+    if (HasFatalFailure()) return;
+    store_ = open_migrated();
+    ASSERT_NE(store_, nullptr);
+  }
+
+  static Enclave make_enclave(std::string_view id, std::string_view owner, std::string_view key = {}) {
+    return Enclave{
+        .id = std::string{id},
+        .owner_id = std::string{owner},
+        .state = EnclaveState::requested,
+        .endpoint = {},
+        .port = 0,
+        .instance = std::string{id},
+        .failure_reason = {},
+        .idempotency_key = std::string{key},
+        .certificate_not_after = std::nullopt,
+        .created_at = kNow,
+        .updated_at = kNow,
+    };
+  }
+
+  // Inserts with a quota of 10 and ports 20000-20009; fails the test on a store error.
+  EnclaveInsertResult insert(const Enclave& enclave, std::size_t quota = 10, PortRange ports = {20000, 20009}) {
+    auto result = store_->insert_enclave(enclave, quota, ports);
+    if (!result) {
+      ADD_FAILURE() << "insert_enclave failed: " << result.error().detail;
+      return {EnclaveInsertOutcome::no_free_port, std::nullopt};
+    }
+    return *result;
+  }
+
+  static EnclaveCredential make_credential(std::string_view hash, std::string_view enclave_id,
+                                           CredentialKind kind = CredentialKind::bootstrap) {
+    return EnclaveCredential{std::string{hash}, std::string{enclave_id}, kind, kNow, kNow + seconds{600}};
+  }
+
+  std::unique_ptr<Store> store_;
+};
+
+INSTANTIATE_TEST_SUITE_P(Sqlite, EnclaveStoreTest, testing::Values(Backend::sqlite), backend_name);
+INSTANTIATE_TEST_SUITE_P(Postgres, EnclaveStoreTest, testing::Values(Backend::postgres), backend_name);
+
+TEST_P(EnclaveStoreTest, InsertedEnclaveFoundWithLowestPort) {
+  const auto first = insert(make_enclave("e1", "alice"));
+  const auto second = insert(make_enclave("e2", "alice"));
+  ASSERT_EQ(first.outcome, EnclaveInsertOutcome::created);
+  ASSERT_EQ(second.outcome, EnclaveInsertOutcome::created);
+  EXPECT_EQ(first.enclave->port, 20000);
+  EXPECT_EQ(second.enclave->port, 20001);
+
+  auto found = store_->find_enclave("e2");
+  ASSERT_TRUE(found);
+  ASSERT_TRUE(found->has_value());
+  EXPECT_EQ((*found)->owner_id, "alice");
+  EXPECT_EQ((*found)->state, EnclaveState::requested);
+  EXPECT_EQ((*found)->port, 20001);
+  EXPECT_EQ((*found)->instance, "e2");
+  EXPECT_EQ((*found)->created_at, kNow);
+  EXPECT_FALSE((*found)->certificate_not_after.has_value());
+
+  auto missing = store_->find_enclave("e3");
+  ASSERT_TRUE(missing);
+  EXPECT_FALSE(missing->has_value());
+}
+
+TEST_P(EnclaveStoreTest, SameIdempotencyKeyReturnsExisting) {
+  const auto first = insert(make_enclave("e1", "alice", "key-1"));
+  const auto again = insert(make_enclave("e2", "alice", "key-1"));
+  const auto other_owner = insert(make_enclave("e3", "bob", "key-1"));
+  ASSERT_EQ(first.outcome, EnclaveInsertOutcome::created);
+  ASSERT_EQ(again.outcome, EnclaveInsertOutcome::existing);
+  EXPECT_EQ(again.enclave->id, "e1");
+  EXPECT_EQ(other_owner.outcome, EnclaveInsertOutcome::created);
+  EXPECT_EQ(count_rows("enclaves"), 2);
+}
+
+TEST_P(EnclaveStoreTest, EmptyIdempotencyKeysNeverCollide) {
+  EXPECT_EQ(insert(make_enclave("e1", "alice")).outcome, EnclaveInsertOutcome::created);
+  EXPECT_EQ(insert(make_enclave("e2", "alice")).outcome, EnclaveInsertOutcome::created);
+}
+
+TEST_P(EnclaveStoreTest, QuotaCountsOnlyLiveEnclaves) {
+  ASSERT_EQ(insert(make_enclave("e1", "alice"), 1).outcome, EnclaveInsertOutcome::created);
+  const auto over = insert(make_enclave("e2", "alice"), 1);
+  EXPECT_EQ(over.outcome, EnclaveInsertOutcome::quota_exceeded);
+  EXPECT_FALSE(over.enclave.has_value());
+  EXPECT_EQ(count_rows("enclaves"), 1);
+  EXPECT_EQ(insert(make_enclave("e3", "bob"), 1).outcome, EnclaveInsertOutcome::created);
+
+  ASSERT_TRUE(store_->transition_enclave("e1", EnclaveState::requested, EnclaveState::failed,
+                                         {.failure_reason = "test"}, kNow));
+  EXPECT_EQ(insert(make_enclave("e4", "alice"), 1).outcome, EnclaveInsertOutcome::created);
+}
+
+TEST_P(EnclaveStoreTest, ExhaustedPortRangeWritesNothing) {
+  const PortRange two_ports{30000, 30001};
+  ASSERT_EQ(insert(make_enclave("e1", "alice"), 10, two_ports).outcome, EnclaveInsertOutcome::created);
+  ASSERT_EQ(insert(make_enclave("e2", "bob"), 10, two_ports).outcome, EnclaveInsertOutcome::created);
+  EXPECT_EQ(insert(make_enclave("e3", "carol"), 10, two_ports).outcome, EnclaveInsertOutcome::no_free_port);
+  EXPECT_EQ(count_rows("enclaves"), 2);
+
+  // A deleted enclave frees its port.
+  ASSERT_TRUE(store_->transition_enclave("e1", EnclaveState::requested, EnclaveState::deleting, {}, kNow));
+  ASSERT_TRUE(store_->transition_enclave("e1", EnclaveState::deleting, EnclaveState::deleted, {}, kNow));
+  const auto reused = insert(make_enclave("e3", "carol"), 10, two_ports);
+  ASSERT_EQ(reused.outcome, EnclaveInsertOutcome::created);
+  EXPECT_EQ(reused.enclave->port, 30000);
+}
+
+TEST_P(EnclaveStoreTest, DuplicateIdConflicts) {
+  ASSERT_EQ(insert(make_enclave("e1", "alice")).outcome, EnclaveInsertOutcome::created);
+  auto duplicate = store_->insert_enclave(make_enclave("e1", "bob"), 10, {20000, 20009});
+  ASSERT_FALSE(duplicate);
+  EXPECT_EQ(duplicate.error().code, StoreError::conflict);
+}
+
+TEST_P(EnclaveStoreTest, TransitionAppliesChange) {
+  ASSERT_EQ(insert(make_enclave("e1", "alice")).outcome, EnclaveInsertOutcome::created);
+  auto started = store_->transition_enclave("e1", EnclaveState::requested, EnclaveState::starting,
+                                            {.endpoint = "https://127.0.0.1:20000"}, kNow + seconds{5});
+  ASSERT_TRUE(started) << started.error().detail;
+  EXPECT_EQ(started->state, EnclaveState::starting);
+  EXPECT_EQ(started->endpoint, "https://127.0.0.1:20000");
+
+  auto found = store_->find_enclave("e1");
+  ASSERT_TRUE(found && found->has_value());
+  EXPECT_EQ((*found)->state, EnclaveState::starting);
+  EXPECT_EQ((*found)->endpoint, "https://127.0.0.1:20000");
+  EXPECT_EQ((*found)->updated_at, kNow + seconds{5});
+}
+
+TEST_P(EnclaveStoreTest, IllegalTransitionRejected) {
+  ASSERT_EQ(insert(make_enclave("e1", "alice")).outcome, EnclaveInsertOutcome::created);
+  auto skipped = store_->transition_enclave("e1", EnclaveState::requested, EnclaveState::ready, {}, kNow);
+  ASSERT_FALSE(skipped);
+  EXPECT_EQ(skipped.error().code, StoreError::illegal_transition);
+
+  ASSERT_TRUE(store_->transition_enclave("e1", EnclaveState::requested, EnclaveState::deleting, {}, kNow));
+  ASSERT_TRUE(store_->transition_enclave("e1", EnclaveState::deleting, EnclaveState::deleted, {}, kNow));
+  auto revived = store_->transition_enclave("e1", EnclaveState::deleted, EnclaveState::starting, {}, kNow);
+  ASSERT_FALSE(revived);
+  EXPECT_EQ(revived.error().code, StoreError::illegal_transition);
+}
+
+TEST_P(EnclaveStoreTest, StaleTransitionConflicts) {
+  ASSERT_EQ(insert(make_enclave("e1", "alice")).outcome, EnclaveInsertOutcome::created);
+  ASSERT_TRUE(store_->transition_enclave("e1", EnclaveState::requested, EnclaveState::starting, {}, kNow));
+  auto stale = store_->transition_enclave("e1", EnclaveState::requested, EnclaveState::failed, {}, kNow);
+  ASSERT_FALSE(stale);
+  EXPECT_EQ(stale.error().code, StoreError::conflict);
+
+  auto unknown = store_->transition_enclave("e9", EnclaveState::requested, EnclaveState::starting, {}, kNow);
+  ASSERT_FALSE(unknown);
+  EXPECT_EQ(unknown.error().code, StoreError::not_found);
+}
+
+TEST_P(EnclaveStoreTest, ListsOwnEnclavesOnly) {
+  ASSERT_EQ(insert(make_enclave("e1", "alice")).outcome, EnclaveInsertOutcome::created);
+  ASSERT_EQ(insert(make_enclave("e2", "bob")).outcome, EnclaveInsertOutcome::created);
+  ASSERT_EQ(insert(make_enclave("e3", "alice")).outcome, EnclaveInsertOutcome::created);
+
+  auto listed = store_->list_enclaves("alice");
+  ASSERT_TRUE(listed);
+  ASSERT_EQ(listed->size(), 2u);
+  EXPECT_EQ((*listed)[0].id, "e1");
+  EXPECT_EQ((*listed)[1].id, "e3");
+
+  auto all = store_->list_all_enclaves();
+  ASSERT_TRUE(all);
+  EXPECT_EQ(all->size(), 3u);
+}
+
+TEST_P(EnclaveStoreTest, CertificateTimeRecorded) {
+  ASSERT_EQ(insert(make_enclave("e1", "alice")).outcome, EnclaveInsertOutcome::created);
+  ASSERT_TRUE(store_->set_enclave_certificate("e1", kNow + seconds{86400}, kNow));
+  auto found = store_->find_enclave("e1");
+  ASSERT_TRUE(found && found->has_value());
+  ASSERT_TRUE((*found)->certificate_not_after.has_value());
+  EXPECT_EQ(*(*found)->certificate_not_after, kNow + seconds{86400});
+
+  auto unknown = store_->set_enclave_certificate("e9", kNow, kNow);
+  ASSERT_FALSE(unknown);
+  EXPECT_EQ(unknown.error().code, StoreError::not_found);
+}
+
+TEST_P(EnclaveStoreTest, CredentialConsumedOnce) {
+  ASSERT_EQ(insert(make_enclave("e1", "alice")).outcome, EnclaveInsertOutcome::created);
+  ASSERT_TRUE(store_->insert_enclave_credential(make_credential("hash-1", "e1")));
+
+  auto first = store_->consume_enclave_credential("hash-1", "e1", kNow + seconds{1});
+  ASSERT_TRUE(first);
+  EXPECT_EQ(first->outcome, CredentialOutcome::consumed);
+  EXPECT_EQ(first->kind, CredentialKind::bootstrap);
+
+  auto second = store_->consume_enclave_credential("hash-1", "e1", kNow + seconds{2});
+  ASSERT_TRUE(second);
+  EXPECT_EQ(second->outcome, CredentialOutcome::used);
+}
+
+TEST_P(EnclaveStoreTest, CredentialAtExpiryIsExpired) {
+  ASSERT_EQ(insert(make_enclave("e1", "alice")).outcome, EnclaveInsertOutcome::created);
+  ASSERT_TRUE(store_->insert_enclave_credential(make_credential("hash-1", "e1")));
+  auto expired = store_->consume_enclave_credential("hash-1", "e1", kNow + seconds{600});
+  ASSERT_TRUE(expired);
+  EXPECT_EQ(expired->outcome, CredentialOutcome::expired);
+}
+
+TEST_P(EnclaveStoreTest, OtherEnclavesCredentialIsUnknown) {
+  ASSERT_EQ(insert(make_enclave("e1", "alice")).outcome, EnclaveInsertOutcome::created);
+  ASSERT_EQ(insert(make_enclave("e2", "bob")).outcome, EnclaveInsertOutcome::created);
+  ASSERT_TRUE(store_->insert_enclave_credential(make_credential("hash-1", "e1")));
+
+  auto wrong_enclave = store_->consume_enclave_credential("hash-1", "e2", kNow);
+  ASSERT_TRUE(wrong_enclave);
+  EXPECT_EQ(wrong_enclave->outcome, CredentialOutcome::unknown);
+  auto missing = store_->consume_enclave_credential("hash-9", "e1", kNow);
+  ASSERT_TRUE(missing);
+  EXPECT_EQ(missing->outcome, CredentialOutcome::unknown);
+
+  // The failed attempt from e2 did not use it up.
+  auto owner = store_->consume_enclave_credential("hash-1", "e1", kNow);
+  ASSERT_TRUE(owner);
+  EXPECT_EQ(owner->outcome, CredentialOutcome::consumed);
+}
+
+TEST_P(EnclaveStoreTest, NewCredentialReplacesOld) {
+  ASSERT_EQ(insert(make_enclave("e1", "alice")).outcome, EnclaveInsertOutcome::created);
+  ASSERT_TRUE(store_->insert_enclave_credential(make_credential("hash-1", "e1")));
+  ASSERT_TRUE(store_->insert_enclave_credential(make_credential("hash-2", "e1", CredentialKind::renewal)));
+
+  auto old = store_->consume_enclave_credential("hash-1", "e1", kNow);
+  ASSERT_TRUE(old);
+  EXPECT_EQ(old->outcome, CredentialOutcome::used);
+  auto current = store_->consume_enclave_credential("hash-2", "e1", kNow);
+  ASSERT_TRUE(current);
+  EXPECT_EQ(current->outcome, CredentialOutcome::consumed);
+  EXPECT_EQ(current->kind, CredentialKind::renewal);
+}
+
+TEST_P(EnclaveStoreTest, CredentialOfUnknownEnclaveNotFound) {
+  auto orphan = store_->insert_enclave_credential(make_credential("hash-1", "e9"));
+  ASSERT_FALSE(orphan);
+  EXPECT_EQ(orphan.error().code, StoreError::not_found);
+}
+
+TEST_P(EnclaveStoreTest, ConcurrentConsumeSucceedsOnce) {
+  ASSERT_EQ(insert(make_enclave("e1", "alice")).outcome, EnclaveInsertOutcome::created);
+  ASSERT_TRUE(store_->insert_enclave_credential(make_credential("hash-1", "e1")));
+  auto second_store = open();
+  ASSERT_NE(second_store, nullptr);
+
+  constexpr int kThreads = 8;
+  std::atomic<int> consumed{0};
+  std::latch start{kThreads};
+  std::vector<std::thread> threads;
+  for (int i = 0; i < kThreads; ++i) {
+    Store* store = i % 2 == 0 ? store_.get() : second_store.get();
+    threads.emplace_back([&, store] {
+      start.arrive_and_wait();
+      auto result = store->consume_enclave_credential("hash-1", "e1", kNow);
+      if (result && result->outcome == CredentialOutcome::consumed) ++consumed;
+    });
+  }
+  for (auto& thread : threads) thread.join();
+  EXPECT_EQ(consumed.load(), 1);
+}
+
+TEST_P(EnclaveStoreTest, ConcurrentInsertsRespectQuota) {
+  auto second_store = open();
+  ASSERT_NE(second_store, nullptr);
+
+  constexpr int kThreads = 8;
+  std::atomic<int> created{0};
+  std::latch start{kThreads};
+  std::vector<std::thread> threads;
+  for (int i = 0; i < kThreads; ++i) {
+    Store* store = i % 2 == 0 ? store_.get() : second_store.get();
+    threads.emplace_back([&, store, i] {
+      start.arrive_and_wait();
+      auto result = store->insert_enclave(make_enclave("e" + std::to_string(i), "alice"), 3, {20000, 20009});
+      if (result && result->outcome == EnclaveInsertOutcome::created) ++created;
+    });
+  }
+  for (auto& thread : threads) thread.join();
+  EXPECT_EQ(created.load(), 3);
+  EXPECT_EQ(count_rows("enclaves"), 3);
+}
+
 }  // namespace
 }  // namespace licensing::store
