@@ -313,6 +313,14 @@ Result<ossl::GeneralNames, CertificateError> make_subject_alt_names(const Server
   return names;
 }
 
+bool is_valid_user_id(std::string_view id) {
+  if (id.empty() || id.size() > 64) return false;
+  return std::all_of(id.begin(), id.end(), [](char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' || c == '_' ||
+           c == '-';
+  });
+}
+
 // Checks the names and lifetime of a request, before the CSR is looked at.
 Result<void, CertificateError> check_request(const ServerCertificateRequest& request) {
   const std::size_t name_count = request.dns_names.size() + request.ip_addresses.size();
@@ -429,7 +437,69 @@ class BuiltInCertificateAuthority final : public CertificateAuthority {
                                          {"dns_names", request.dns_names},
                                          {"ip_addresses", request.ip_addresses},
                                          {"lifetime_s", request.lifetime.count()}});
-    return IssuedCertificate{*pem, *pem + issuing_pem_, std::move(started->second)};
+    return IssuedCertificate{*pem, *pem + issuing_pem_, std::move(started->second), not_after};
+  }
+
+  Result<IssuedCertificate, CertificateError> issue_client_certificate(const ClientCertificateRequest& request) override {
+    if (!is_valid_user_id(request.user_id)) {
+      return fail(CertificateError::invalid_request, "user id must be 1 to 64 characters of [A-Za-z0-9._-]");
+    }
+    if (request.lifetime < kMinLeafLifetime || request.lifetime > kMaxLeafLifetime) {
+      return fail(CertificateError::invalid_request, "lifetime " + std::to_string(request.lifetime.count()) +
+                                                         " s is outside 300 s to 90 days");
+    }
+    auto public_key = check_csr(request.csr_pem);
+    if (!public_key) return std::unexpected(std::move(public_key.error()));
+    if (!ossl::is_p256(public_key->get())) return fail(CertificateError::invalid_csr, "CSR key is not EC P-256");
+
+    const auto now = now_();
+    const auto not_after = now + request.lifetime;
+
+    const std::lock_guard lock(mutex_);
+    if (ASN1_TIME_cmp_time_t(X509_get0_notAfter(ca_.issuing.get()), Clock::to_time_t(not_after)) < 0) {
+      return fail(CertificateError::signing_failed, "the requested lifetime ends after the issuing CA expires");
+    }
+
+    auto subject = make_name({{"CN", request.user_id}});
+    if (!subject) return std::unexpected(std::move(subject.error()));
+    auto started = start_certificate(
+        {subject->get(), public_key->get(), ca_.issuing.get(), ca_.issuing_key.get(), now - kBackdate, not_after});
+    if (!started) return std::unexpected(std::move(started.error()));
+    X509* certificate = started->first.get();
+
+    for (const auto& [nid, value] : {std::pair{NID_basic_constraints, "critical,CA:FALSE"},
+                                     std::pair{NID_key_usage, "critical,digitalSignature"},
+                                     std::pair{NID_ext_key_usage, "clientAuth"},
+                                     std::pair{NID_subject_key_identifier, "hash"},
+                                     std::pair{NID_authority_key_identifier, "keyid:always"}}) {
+      if (auto added = add_extension(certificate, ca_.issuing.get(), nid, value); !added) {
+        return std::unexpected(std::move(added.error()));
+      }
+    }
+
+    // The URI is built here from a checked id, never parsed from configuration syntax.
+    const std::string uri = user_uri(request.user_id);
+    ossl::GeneralNames names(sk_GENERAL_NAME_new_null());
+    ossl::GeneralName name(GENERAL_NAME_new());
+    ossl::Asn1String text(ASN1_IA5STRING_new());
+    if (!names || !name || !text || ASN1_STRING_set(text.get(), uri.data(), static_cast<int>(uri.size())) != 1) {
+      return fail_signing("building the URI subjectAltName failed");
+    }
+    GENERAL_NAME_set0_value(name.get(), GEN_URI, text.release());
+    if (sk_GENERAL_NAME_push(names.get(), name.get()) == 0) return fail_signing("building subjectAltName failed");
+    static_cast<void>(name.release());  // owned by `names` now
+    if (X509_add1_ext_i2d(certificate, NID_subject_alt_name, names.get(), 0, X509V3_ADD_DEFAULT) != 1) {
+      return fail_signing("adding subjectAltName failed");
+    }
+    if (auto signed_certificate = finish_certificate(certificate, ca_.issuing_key.get()); !signed_certificate) {
+      return std::unexpected(std::move(signed_certificate.error()));
+    }
+
+    auto pem = ossl::certificate_to_pem(certificate);
+    if (!pem) return fail(CertificateError::signing_failed, pem.error().detail);
+    logging::info("client_certificate_issued",
+                  {{"serial", started->second}, {"user_id", request.user_id}, {"lifetime_s", request.lifetime.count()}});
+    return IssuedCertificate{*pem, *pem + issuing_pem_, std::move(started->second), not_after};
   }
 
   std::string root_pem() const override { return root_pem_; }
@@ -444,6 +514,8 @@ class BuiltInCertificateAuthority final : public CertificateAuthority {
 };
 
 }  // namespace
+
+std::string user_uri(std::string_view user_id) { return "urn:licensing:user:" + std::string(user_id); }
 
 std::string_view to_string(CertificateError code) {
   switch (code) {

@@ -33,10 +33,22 @@ struct ServerCertificateRequest {
   std::chrono::seconds lifetime{24 * 3600};
 };
 
+// A TLS client certificate for a user: CA:FALSE, digitalSignature, clientAuth only, and
+// one SAN, the URI urn:licensing:user:<user_id>.
+struct ClientCertificateRequest {
+  std::string csr_pem;
+  std::string user_id;  // 1 to 64 characters of [A-Za-z0-9._-]
+  std::chrono::seconds lifetime{24 * 3600};
+};
+
+// The URI SAN that names a user in client certificates.
+std::string user_uri(std::string_view user_id);
+
 struct IssuedCertificate {
   std::string certificate_pem;  // the leaf
   std::string chain_pem;        // leaf, then the issuing CA
   std::string serial_hex;
+  std::chrono::system_clock::time_point not_after;
 };
 
 class CertificateAuthority {
@@ -64,6 +76,12 @@ class CertificateAuthority {
   // IP address>, or empty with a critical SAN when that name is longer than 64 bytes.
   // notBefore is 5 minutes before now. Thread-safe.
   virtual Result<IssuedCertificate, CertificateError> issue_server_certificate(const ServerCertificateRequest& request) = 0;
+
+  // Signs a client certificate for `request.user_id` from a CSR with a P-256 key only;
+  // the CSR's subject and extensions are ignored. invalid_csr for a bad CSR or another key
+  // type, invalid_request for a malformed user id or a lifetime outside 5 minutes to 90
+  // days. Thread-safe.
+  virtual Result<IssuedCertificate, CertificateError> issue_client_certificate(const ClientCertificateRequest& request) = 0;
 
   // The root certificate, PEM: what clients trust.
   virtual std::string root_pem() const = 0;

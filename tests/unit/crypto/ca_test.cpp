@@ -500,6 +500,58 @@ TEST_F(CaTest, ConcurrentIssuanceGivesDistinctSerials) {
 
 // --- key and CSR generation ---
 
+// --- client certificates ---
+
+TEST_F(CaTest, ClientCertificateHasUserUriAndClientAuthOnly) {
+  ClientCertificateRequest request;
+  request.csr_pem = generate_key_and_csr("ignored").value().csr_pem;
+  request.user_id = "0b6c7d2e-1f4a-4c3b-9d8e-7a6b5c4d3e2f";
+  const auto issued = ca_->issue_client_certificate(request);
+  ASSERT_TRUE(issued.has_value()) << issued.error().detail;
+  EXPECT_EQ(issued->not_after, at_unix(kNow) + 24h);
+  const auto leaf = parse(issued->certificate_pem);
+
+  int critical = -1;
+  ossl::GeneralNames sans(static_cast<GENERAL_NAMES*>(X509_get_ext_d2i(leaf.get(), NID_subject_alt_name, &critical, nullptr)));
+  ASSERT_TRUE(sans);
+  ASSERT_EQ(sk_GENERAL_NAME_num(sans.get()), 1);
+  const GENERAL_NAME* name = sk_GENERAL_NAME_value(sans.get(), 0);
+  ASSERT_EQ(name->type, GEN_URI);
+  EXPECT_EQ(std::string(reinterpret_cast<const char*>(ASN1_STRING_get0_data(name->d.uniformResourceIdentifier)),
+                        static_cast<std::size_t>(ASN1_STRING_length(name->d.uniformResourceIdentifier))),
+            "urn:licensing:user:0b6c7d2e-1f4a-4c3b-9d8e-7a6b5c4d3e2f");
+
+  EXPECT_EQ(X509_get_extended_key_usage(leaf.get()), static_cast<std::uint32_t>(XKU_SSL_CLIENT));
+  EXPECT_EQ(X509_check_ca(leaf.get()), 0);
+  // The chain verifies for a TLS client and not for a TLS server.
+  EXPECT_NE(verify_chain(ca_->root_pem(), ca_->issuing_pem(), issued->certificate_pem, kNow), std::nullopt);
+}
+
+TEST_F(CaTest, ClientCertificateRejectsBadInput) {
+  ClientCertificateRequest request;
+  request.csr_pem = generate_key_and_csr("ignored").value().csr_pem;
+  request.user_id = "user/../x";
+  auto rejected = ca_->issue_client_certificate(request);
+  ASSERT_FALSE(rejected);
+  EXPECT_EQ(rejected.error().code, CertificateError::invalid_request);
+
+  request.user_id = "user-1";
+  request.csr_pem = "not a CSR";
+  rejected = ca_->issue_client_certificate(request);
+  ASSERT_FALSE(rejected);
+  EXPECT_EQ(rejected.error().code, CertificateError::invalid_csr);
+
+  ossl::PkeyContext context(EVP_PKEY_CTX_new_id(EVP_PKEY_ED25519, nullptr));
+  EVP_PKEY* raw = nullptr;
+  ASSERT_EQ(EVP_PKEY_keygen_init(context.get()), 1);
+  ASSERT_EQ(EVP_PKEY_keygen(context.get(), &raw), 1);
+  ossl::Pkey ed25519(raw);
+  request.csr_pem = make_csr(ed25519.get(), "ignored", nullptr);
+  rejected = ca_->issue_client_certificate(request);
+  ASSERT_FALSE(rejected);
+  EXPECT_EQ(rejected.error().code, CertificateError::invalid_csr);
+}
+
 TEST(GenerateKeyAndCsr, ProducesPkcs8KeyAndSignedCsr) {
   const auto generated = generate_key_and_csr("enclave-1");
   ASSERT_TRUE(generated.has_value()) << generated.error().detail;
