@@ -8,6 +8,9 @@
 
 #include <algorithm>
 #include <array>
+
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/this_coro.hpp>
 #include <cctype>
 #include <expected>
 
@@ -16,6 +19,7 @@
 #include "common/logging.hpp"
 #include "common/secret.hpp"
 #include "common/username.hpp"
+#include "gateway/enclaves.hpp"
 #include "gateway/pool_await.hpp"
 #include "gateway/responses.hpp"
 
@@ -277,6 +281,46 @@ struct AccountsApi::Impl {
     co_return json_response(200, *session);
   }
 
+  // POST /login, the original prototype's flow: log in, then provision the user's
+  // enclave (or reuse it) and answer with what the prototype's clients read.
+  awaitable<Response> prototype_login(Request& request) {
+    auto logging_in = login(request);
+    auto response = co_await std::move(logging_in);
+    if (response.status != 200) co_return prototype_error(std::move(response));
+
+    const auto session = nlohmann::json::parse(response.body);
+    auto verdict = deps.core.verify_access_token(session["access_token"].get<std::string>());
+    if (!verdict || !verdict->valid) co_return prototype_error(unavailable("the token service"));
+    const auto user_id = verdict->token.subject;
+
+    auto enclave = deps.core.provision_enclave(user_id, "prototype-login");
+    if (!enclave) co_return prototype_error(enclave_problem(enclave.error()));
+
+    // Provisioning may answer while the instance still starts; wait for it, bounded.
+    boost::asio::steady_timer timer(co_await boost::asio::this_coro::executor);
+    for (int attempt = 0; attempt < 120 && enclave->state() != "ready"; ++attempt) {
+      if (enclave->state() == "failed" || enclave->state() == "deleting" || enclave->state() == "deleted") break;
+      timer.expires_after(std::chrono::milliseconds(500));
+      auto waiting = timer.async_wait(boost::asio::use_awaitable);
+      co_await std::move(waiting);
+      auto current = deps.core.get_enclave(user_id, enclave->id());
+      if (!current) co_return prototype_error(enclave_problem(current.error()));
+      enclave = std::move(current);
+    }
+    if (enclave->state() != "ready") {
+      co_return prototype_error(problem(503, "enclave-not-ready", "Enclave not ready",
+                                        fmt::format("the enclave is {}; retry later", enclave->state())));
+    }
+
+    auto token = deps.core.mint_enclave_token(user_id, enclave->id(), verdict->token.session_id);
+    if (!token) co_return prototype_error(enclave_problem(token.error()));
+    co_return json_response(200, {{"success", true},
+                                  {"message", "login successful"},
+                                  {"enclaveName", enclave->id()},
+                                  {"accessPoint", enclave->endpoint()},
+                                  {"token", token->token}});
+  }
+
   awaitable<Response> refresh(Request& request) {
     auto body = read_json_object(request, config.max_json_depth);
     if (!body) co_return body.error();
@@ -364,6 +408,7 @@ void AccountsApi::register_routes(http::Router& router) {
   router.add(verb::post, "/v1/users", [impl](Request& request) { return impl->signup(request, false); });
   router.add(verb::post, "/signup", [impl](Request& request) { return impl->signup(request, true); });
   router.add(verb::post, "/v1/sessions", [impl](Request& request) { return impl->login(request); });
+  router.add(verb::post, "/login", [impl](Request& request) { return impl->prototype_login(request); });
   router.add(verb::post, "/v1/sessions/refresh", [impl](Request& request) { return impl->refresh(request); });
   router.add(verb::delete_, "/v1/sessions/current", [impl](Request& request) { return impl->logout(request); });
   router.add(verb::get, "/v1/users/me", [impl](Request& request) { return impl->me(request); });

@@ -31,7 +31,10 @@ std::shared_ptr<grpc::ChannelCredentials> credentials(const CoreConnection& conn
 
 template <typename T>
 Result<T, CoreError> failure(const grpc::Status& status, const char* call) {
-  logging::warn("core_call_failed", {{"call", call}, {"grpc_code", static_cast<int>(status.error_code())},
+  const auto code = status.error_code();
+  const bool caller_caused = code == grpc::StatusCode::INVALID_ARGUMENT || code == grpc::StatusCode::NOT_FOUND ||
+                             code == grpc::StatusCode::FAILED_PRECONDITION || code == grpc::StatusCode::UNAUTHENTICATED;
+  (caller_caused ? logging::debug : logging::warn)("core_call_failed", {{"call", call}, {"grpc_code", static_cast<int>(status.error_code())},
                                      {"message", status.error_message()}});
   switch (status.error_code()) {
     case grpc::StatusCode::UNAVAILABLE:
@@ -39,6 +42,16 @@ Result<T, CoreError> failure(const grpc::Status& status, const char* call) {
       return fail(CoreError::unavailable, status.error_message());
     case grpc::StatusCode::INVALID_ARGUMENT:
       return fail(CoreError::rejected, status.error_message());
+    case grpc::StatusCode::NOT_FOUND:
+      return fail(CoreError::not_found, status.error_message());
+    case grpc::StatusCode::FAILED_PRECONDITION:
+    case grpc::StatusCode::ALREADY_EXISTS:
+      return fail(CoreError::precondition, status.error_message());
+    case grpc::StatusCode::UNAUTHENTICATED:
+    case grpc::StatusCode::PERMISSION_DENIED:
+      return fail(CoreError::unauthenticated, status.error_message());
+    case grpc::StatusCode::RESOURCE_EXHAUSTED:
+      return fail(CoreError::exhausted, status.error_message());
     default:
       return fail(CoreError::failed, status.error_message());
   }
@@ -50,11 +63,18 @@ CoreClient::CoreClient(const CoreConnection& connection)
     : deadline_(connection.deadline),
       channel_(grpc::CreateChannel(connection.target, credentials(connection))),
       tokens_(licensing::v1::TokenService::NewStub(channel_)),
-      certificates_(licensing::v1::CertificateService::NewStub(channel_)) {}
+      certificates_(licensing::v1::CertificateService::NewStub(channel_)),
+      enclaves_(licensing::v1::EnclaveService::NewStub(channel_)) {}
 
 std::unique_ptr<grpc::ClientContext> CoreClient::context() const {
   auto context = std::make_unique<grpc::ClientContext>();
   context->set_deadline(std::chrono::system_clock::now() + deadline_);
+  return context;
+}
+
+std::unique_ptr<grpc::ClientContext> CoreClient::long_context() const {
+  auto context = std::make_unique<grpc::ClientContext>();
+  context->set_deadline(std::chrono::system_clock::now() + std::max(deadline_, std::chrono::milliseconds(60000)));
   return context;
 }
 
@@ -107,6 +127,84 @@ Result<std::string, CoreError> CoreClient::ca_root_pem() {
   const auto status = certificates_->GetCaBundle(context().get(), licensing::v1::GetCaBundleRequest{}, &response);
   if (!status.ok()) return failure<std::string>(status, "GetCaBundle");
   return response.root_pem();
+}
+
+Result<licensing::v1::Enclave, CoreError> CoreClient::provision_enclave(const std::string& owner_id,
+                                                                        const std::string& idempotency_key) {
+  licensing::v1::ProvisionEnclaveRequest request;
+  request.set_owner_id(owner_id);
+  request.set_idempotency_key(idempotency_key);
+  licensing::v1::Enclave response;
+  const auto status = enclaves_->ProvisionEnclave(long_context().get(), request, &response);
+  if (!status.ok()) return failure<licensing::v1::Enclave>(status, "ProvisionEnclave");
+  return response;
+}
+
+Result<licensing::v1::Enclave, CoreError> CoreClient::get_enclave(const std::string& owner_id,
+                                                                  const std::string& enclave_id) {
+  licensing::v1::GetEnclaveRequest request;
+  request.set_owner_id(owner_id);
+  request.set_enclave_id(enclave_id);
+  licensing::v1::Enclave response;
+  const auto status = enclaves_->GetEnclave(context().get(), request, &response);
+  if (!status.ok()) return failure<licensing::v1::Enclave>(status, "GetEnclave");
+  return response;
+}
+
+Result<std::vector<licensing::v1::Enclave>, CoreError> CoreClient::list_enclaves(const std::string& owner_id) {
+  licensing::v1::ListEnclavesRequest request;
+  request.set_owner_id(owner_id);
+  licensing::v1::ListEnclavesResponse response;
+  const auto status = enclaves_->ListEnclaves(context().get(), request, &response);
+  if (!status.ok()) return failure<std::vector<licensing::v1::Enclave>>(status, "ListEnclaves");
+  return std::vector<licensing::v1::Enclave>(response.enclaves().begin(), response.enclaves().end());
+}
+
+Result<licensing::v1::Enclave, CoreError> CoreClient::delete_enclave(const std::string& owner_id,
+                                                                     const std::string& enclave_id) {
+  licensing::v1::DeleteEnclaveRequest request;
+  request.set_owner_id(owner_id);
+  request.set_enclave_id(enclave_id);
+  licensing::v1::Enclave response;
+  const auto status = enclaves_->DeleteEnclave(long_context().get(), request, &response);
+  if (!status.ok()) return failure<licensing::v1::Enclave>(status, "DeleteEnclave");
+  return response;
+}
+
+Result<AccessToken, CoreError> CoreClient::mint_enclave_token(const std::string& owner_id, const std::string& enclave_id,
+                                                              const std::string& session_id) {
+  licensing::v1::MintEnclaveTokenRequest request;
+  request.set_owner_id(owner_id);
+  request.set_enclave_id(enclave_id);
+  request.set_session_id(session_id);
+  licensing::v1::MintAccessTokenResponse response;
+  const auto status = enclaves_->MintEnclaveToken(context().get(), request, &response);
+  if (!status.ok()) return failure<AccessToken>(status, "MintEnclaveToken");
+  return AccessToken{response.access_token(), response.expires_in()};
+}
+
+Result<licensing::v1::SignEnclaveCsrResponse, CoreError> CoreClient::sign_enclave_csr(const std::string& enclave_id,
+                                                                                      const std::string& credential,
+                                                                                      const std::string& csr_pem) {
+  licensing::v1::SignEnclaveCsrRequest request;
+  request.set_enclave_id(enclave_id);
+  request.set_credential(credential);
+  request.set_csr_pem(csr_pem);
+  licensing::v1::SignEnclaveCsrResponse response;
+  const auto status = enclaves_->SignEnclaveCsr(context().get(), request, &response);
+  if (!status.ok()) return failure<licensing::v1::SignEnclaveCsrResponse>(status, "SignEnclaveCsr");
+  return response;
+}
+
+Result<licensing::v1::IssueClientCertificateResponse, CoreError> CoreClient::issue_client_certificate(
+    const std::string& owner_id, const std::string& csr_pem) {
+  licensing::v1::IssueClientCertificateRequest request;
+  request.set_owner_id(owner_id);
+  request.set_csr_pem(csr_pem);
+  licensing::v1::IssueClientCertificateResponse response;
+  const auto status = enclaves_->IssueClientCertificate(context().get(), request, &response);
+  if (!status.ok()) return failure<licensing::v1::IssueClientCertificateResponse>(status, "IssueClientCertificate");
+  return response;
 }
 
 }  // namespace licensing::gateway

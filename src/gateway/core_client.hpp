@@ -15,9 +15,13 @@
 namespace licensing::gateway {
 
 enum class CoreError {
-  unavailable,  // not reachable, or the deadline passed
-  rejected,     // the core refused the arguments
-  failed,       // any other failure inside the core
+  unavailable,         // not reachable, or the deadline passed
+  rejected,            // the core refused the arguments (INVALID_ARGUMENT)
+  failed,              // any other failure inside the core
+  not_found,           // NOT_FOUND: unknown, or another owner's
+  precondition,        // FAILED_PRECONDITION: quota reached, not ready, already deleted
+  unauthenticated,     // UNAUTHENTICATED: a bad bootstrap or renewal credential
+  exhausted,           // RESOURCE_EXHAUSTED: no free port or other capacity
 };
 
 struct CoreConnection {
@@ -60,13 +64,29 @@ class CoreClient {
       const std::vector<std::string>& ip_addresses, std::chrono::seconds lifetime);
   Result<std::string, CoreError> ca_root_pem();
 
+  Result<licensing::v1::Enclave, CoreError> provision_enclave(const std::string& owner_id,
+                                                              const std::string& idempotency_key);
+  Result<licensing::v1::Enclave, CoreError> get_enclave(const std::string& owner_id, const std::string& enclave_id);
+  Result<std::vector<licensing::v1::Enclave>, CoreError> list_enclaves(const std::string& owner_id);
+  Result<licensing::v1::Enclave, CoreError> delete_enclave(const std::string& owner_id, const std::string& enclave_id);
+  Result<AccessToken, CoreError> mint_enclave_token(const std::string& owner_id, const std::string& enclave_id,
+                                                    const std::string& session_id);
+  Result<licensing::v1::SignEnclaveCsrResponse, CoreError> sign_enclave_csr(const std::string& enclave_id,
+                                                                            const std::string& credential,
+                                                                            const std::string& csr_pem);
+  Result<licensing::v1::IssueClientCertificateResponse, CoreError> issue_client_certificate(
+      const std::string& owner_id, const std::string& csr_pem);
+
  private:
   std::unique_ptr<grpc::ClientContext> context() const;
+  // Provisioning waits for the instance to start, so it gets a longer deadline.
+  std::unique_ptr<grpc::ClientContext> long_context() const;
 
   std::chrono::milliseconds deadline_;
   std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<licensing::v1::TokenService::Stub> tokens_;
   std::unique_ptr<licensing::v1::CertificateService::Stub> certificates_;
+  std::unique_ptr<licensing::v1::EnclaveService::Stub> enclaves_;
 };
 
 }  // namespace licensing::gateway

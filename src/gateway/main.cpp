@@ -22,6 +22,7 @@
 #include "crypto/ca.hpp"
 #include "gateway/accounts.hpp"
 #include "gateway/core_client.hpp"
+#include "gateway/enclaves.hpp"
 #include "gateway/metrics.hpp"
 #include "gateway/rate_limiter.hpp"
 #include "gateway/worker_pool.hpp"
@@ -147,8 +148,11 @@ int run(GatewayOptions options) {
       accounts_config, {*store, core, authenticator, hashing_pool, failures_per_user, failures_per_address, metrics,
                         [] { return std::chrono::system_clock::now(); }});
 
+  licensing::gateway::EnclavesApi enclaves({core, authenticator, metrics});
+
   auto router = std::make_shared<licensing::http::Router>();
   accounts.register_routes(*router);
+  enclaves.register_routes(*router);
   using boost::beast::http::verb;
   router->add(verb::get, "/healthz", [](licensing::http::Request&) -> boost::asio::awaitable<licensing::http::Response> {
     co_return text_response(200, "application/json", R"({"status":"ok"})");
