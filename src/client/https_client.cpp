@@ -111,6 +111,15 @@ Result<HttpResponse, HttpError> send(const HttpRequest& request, const HttpOptio
     if (error) return fail(HttpError::connect, "cannot read the CA bundle " + options.ca_bundle_file + ": " + error.message());
   }
   tls.set_verify_callback(asio::ssl::host_name_verification(url->host));
+  if (!options.client_certificate_file.empty()) {
+    tls.use_certificate_chain_file(options.client_certificate_file, error);
+    if (!error) tls.use_private_key_file(options.client_key_file, asio::ssl::context::pem, error);
+    if (error) {
+      ERR_clear_error();
+      return fail(HttpError::connect, "cannot load the client certificate " + options.client_certificate_file + ": " +
+                                          error.message());
+    }
+  }
 
   beast::ssl_stream<beast::tcp_stream> stream(io, tls);
   const bool is_address = url->host.find_first_not_of("0123456789.:") == std::string::npos;

@@ -34,6 +34,9 @@ struct HttpRequest {
 struct HttpOptions {
   std::string ca_bundle_file;  // trusted roots for HTTPS; empty: the system store
   std::chrono::seconds timeout{30};
+  // A client certificate chain and its key (PEM files) for mutual TLS; empty: none.
+  std::string client_certificate_file;
+  std::string client_key_file;
 };
 
 Result<HttpResponse, HttpError> send(const HttpRequest& request, const HttpOptions& options);
