@@ -36,7 +36,7 @@ struct GlobalOptions {
   bool password_stdin = false;
 };
 
-// The session file holds the tokens; it is written 0600 and replaced atomically.
+// The session file contains the tokens; it is written 0600 and replaced atomically.
 struct Session {
   std::string gateway_url;
   std::string ca_bundle;
@@ -142,7 +142,7 @@ HttpResponse call(const GlobalOptions& options, const std::string& method, const
   return std::move(*response);
 }
 
-// Prints a problem+json answer as one line and returns the exit code 1.
+// Prints a problem+json response as one line and returns the exit code 1.
 int report_problem(const HttpResponse& response) {
   const auto body = nlohmann::json::parse(response.body, nullptr, false);
   std::cerr << "error: ";
@@ -324,8 +324,8 @@ int enclave_delete(GlobalOptions& options, const fs::path& session_file, const s
   return 0;
 }
 
-// The client key and certificate for mutual TLS, beside the session file: the key is made
-// here and never leaves; the gateway's CA signs its CSR.
+// Returns the client certificate and key files for mutual TLS, beside the session file.
+// The key is generated here and never leaves this machine. The gateway's CA signs its CSR.
 std::pair<fs::path, fs::path> client_certificate(GlobalOptions& options, const fs::path& session_file,
                                                  const std::string& enclave_id) {
   const fs::path key_file = session_file.string() + ".client-key.pem";

@@ -199,7 +199,7 @@ struct AccountsApi::Impl {
     }
 
     // A name that cannot be normalized belongs to no user; it still costs a hash and
-    // counts against its own limit, so its answer matches a wrong password's.
+    // counts against its own limit, so its response matches a wrong password's.
     auto name = normalize_username((*members)[0]);
     const std::string limit_key = name ? name->key : "invalid:" + sha256_hex((*members)[0]);
     // The limiter measures its window on the monotonic clock.
@@ -282,7 +282,7 @@ struct AccountsApi::Impl {
   }
 
   // POST /login, the original prototype's flow: log in, then provision the user's
-  // enclave (or reuse it) and answer with what the prototype's clients read.
+  // enclave (or reuse it) and respond with the members the prototype's clients read.
   awaitable<Response> prototype_login(Request& request) {
     auto logging_in = login(request);
     auto response = co_await std::move(logging_in);
@@ -296,7 +296,7 @@ struct AccountsApi::Impl {
     auto enclave = deps.core.provision_enclave(user_id, "prototype-login");
     if (!enclave) co_return prototype_error(enclave_problem(enclave.error()));
 
-    // Provisioning may answer while the instance still starts; wait for it, bounded.
+    // Provisioning may return while the instance still starts, so wait for it, bounded.
     boost::asio::steady_timer timer(co_await boost::asio::this_coro::executor);
     for (int attempt = 0; attempt < 120 && enclave->state() != "ready"; ++attempt) {
       if (enclave->state() == "failed" || enclave->state() == "deleting" || enclave->state() == "deleted") break;

@@ -23,7 +23,7 @@ struct AccountsConfig {
   crypto::Argon2Params argon2;
   std::chrono::seconds refresh_token_lifetime{30 * 24 * 3600};
   std::size_t max_json_depth = 8;
-  // Retry-After for 503 answers when the hashing pool is full.
+  // Retry-After for 503 responses when the hashing pool is full.
   std::chrono::seconds overload_retry_after{1};
 };
 

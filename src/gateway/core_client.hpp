@@ -1,5 +1,5 @@
 // The gateway's client for licensing-core. Calls are synchronous with a deadline; a core
-// that cannot be reached yields CoreError::unavailable, which the gateway answers with 503.
+// that cannot be reached yields CoreError::unavailable, which the gateway turns into a 503 response.
 #pragma once
 
 #include <grpcpp/grpcpp.h>

@@ -72,7 +72,7 @@ struct EnclavesApi::Impl {
   }
 
   // The authenticated caller and the enclave id from the path; a malformed id is a 404,
-  // the same answer as an unknown or foreign one.
+  // the same response as an unknown or foreign one.
   std::expected<std::pair<VerifiedToken, std::string>, Response> caller_and_id(Request& request) {
     auto token = deps.authenticator.authenticate(request);
     if (!token) return std::unexpected(token.error());

@@ -34,7 +34,7 @@ class EnclavesApi {
 // {"id", "state", "endpoint", "created_at"} and, for a failed enclave, "failure_reason".
 nlohmann::json enclave_json(const licensing::v1::Enclave& enclave);
 
-// Maps a core failure on an enclave request to the REST answer.
+// Maps a core failure on an enclave request to the REST response.
 http::Response enclave_problem(const Error<CoreError>& error);
 
 }  // namespace licensing::gateway

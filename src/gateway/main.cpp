@@ -1,4 +1,4 @@
-// licensing-gateway: the public REST API. It holds database credentials only; tokens are
+// licensing-gateway: the public REST API. It has database credentials only; tokens are
 // signed and verified by licensing-core, which it reaches over gRPC.
 
 #include <utility>  // Boost 1.74's awaitable.hpp needs it first with GCC 12.

@@ -1,4 +1,4 @@
-// Building blocks shared by the REST handlers: problem+json answers (RFC 9457), strict
+// Building blocks shared by the REST handlers: problem+json responses (RFC 9457), strict
 // JSON request bodies, identifiers and timestamps.
 #pragma once
 
