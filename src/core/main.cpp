@@ -20,9 +20,12 @@
 #include "common/logging.hpp"
 #include "common/secret.hpp"
 #include "core/certificate_service.hpp"
+#include "core/enclave_service.hpp"
+#include "core/local_provisioner.hpp"
 #include "core/token_service.hpp"
 #include "crypto/ca.hpp"
 #include "crypto/token_keys.hpp"
+#include "store/store.hpp"
 
 namespace {
 
@@ -42,7 +45,34 @@ struct CoreOptions {
   std::string token_algorithm = "ES256";
   long rotation_period_days = 30;
   std::string log_level = "info";
+  std::string database_url;
+  std::string provisioner = "local";
+  fs::path enclave_binary;  // empty: "enclave" beside this program
+  fs::path enclave_root;    // empty: DATA_DIR/enclaves
+  std::string enclave_port_range = "20000-20999";
+  std::size_t enclave_quota = 1;
+  std::string csr_url;
+  long enclave_certificate_lifetime_seconds = 24 * 3600;
+  long enclave_ready_deadline_seconds = 30;
 };
+
+licensing::store::PortRange parse_port_range(const std::string& text) {
+  const auto dash = text.find('-');
+  if (dash == std::string::npos) throw std::runtime_error("--enclave-port-range must look like 20000-20999");
+  const long first = std::stol(text.substr(0, dash));
+  const long last = std::stol(text.substr(dash + 1));
+  if (first < 1024 || last > 65535 || first > last) {
+    throw std::runtime_error("--enclave-port-range must be FIRST-LAST within 1024-65535, FIRST <= LAST");
+  }
+  return {static_cast<std::uint16_t>(first), static_cast<std::uint16_t>(last)};
+}
+
+fs::path default_enclave_binary() {
+  std::error_code error;
+  const fs::path self = fs::read_symlink("/proc/self/exe", error);
+  if (error) throw std::runtime_error("cannot find this program's path in /proc/self/exe; pass --enclave-binary");
+  return self.parent_path() / "enclave";
+}
 
 std::string read_file(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
@@ -121,6 +151,32 @@ int serve(const CoreOptions& options) {
   licensing::core::TokenServiceImpl token_service(keys, policy, [] { return std::chrono::system_clock::now(); });
   licensing::core::CertificateServiceImpl certificate_service(**authority);
 
+  // The URL may carry a password, so no message repeats it.
+  auto store = licensing::store::open_store(options.database_url);
+  if (!store) throw std::runtime_error("cannot open the database: " + store.error().detail);
+  if (auto migrated = (*store)->migrate(); !migrated) {
+    throw std::runtime_error("cannot migrate the database: " + migrated.error().detail);
+  }
+
+  // NOTE: only the local provisioner exists; "kubernetes" is rejected by the option check.
+  licensing::core::LocalProvisionerConfig provisioner_config;
+  provisioner_config.binary = options.enclave_binary.empty() ? default_enclave_binary() : options.enclave_binary;
+  provisioner_config.root = options.enclave_root.empty() ? options.data_dir / "enclaves" : options.enclave_root;
+  make_private_directory(provisioner_config.root);
+  licensing::core::LocalProvisioner provisioner(provisioner_config);
+
+  licensing::core::EnclavePolicy enclave_policy;
+  enclave_policy.quota = options.enclave_quota;
+  enclave_policy.ports = parse_port_range(options.enclave_port_range);
+  enclave_policy.csr_url = options.csr_url;
+  enclave_policy.certificate_lifetime = std::chrono::seconds(options.enclave_certificate_lifetime_seconds);
+  enclave_policy.ready_deadline = std::chrono::seconds(options.enclave_ready_deadline_seconds);
+  enclave_policy.ca_root_file = options.data_dir / "ca" / "root.pem";
+  licensing::core::NoCertificateObserver observer;
+  licensing::core::EnclaveManager enclaves(**store, provisioner, **authority, keys, policy, enclave_policy, observer);
+  enclaves.start();
+  licensing::core::EnclaveServiceImpl enclave_service(enclaves);
+
   std::string listen = options.listen.empty() ? "unix:" + (options.data_dir / "core.sock").string() : options.listen;
   if (listen.starts_with("unix:")) {
     const fs::path socket_path = listen.substr(5);
@@ -135,6 +191,7 @@ int serve(const CoreOptions& options) {
   builder.AddListeningPort(listen, server_credentials(options, listen), &bound_port);
   builder.RegisterService(&token_service);
   builder.RegisterService(&certificate_service);
+  builder.RegisterService(&enclave_service);
   builder.SetMaxReceiveMessageSize(64 * 1024);
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
   umask(previous_umask);
@@ -165,6 +222,8 @@ int serve(const CoreOptions& options) {
 
   info("core_stopping", {});
   server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
+  // Enclave instances keep running; the next start adopts them.
+  enclaves.stop();
   if (listen.starts_with("unix:")) fs::remove(listen.substr(5));
   return 0;
 }
@@ -195,6 +254,29 @@ int main(int argc, char** argv) {
   app.add_option("--log-level", options.log_level, "trace, debug, info, warn or error")
       ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error"}))
       ->capture_default_str();
+  app.add_option("--database", options.database_url,
+                 "Required: sqlite:///absolute/path.db or postgresql://... (the gateway's database)")
+      ->envname("LICENSING_DATABASE_URL");
+  app.add_option("--provisioner", options.provisioner, "Where enclaves run: local (processes on this host)")
+      ->check(CLI::IsMember({"local"}))
+      ->capture_default_str();
+  app.add_option("--enclave-binary", options.enclave_binary, "The enclave program (default: enclave beside licensing-core)");
+  app.add_option("--enclave-root", options.enclave_root, "Parent of the enclaves' private directories (default: DATA_DIR/enclaves)");
+  app.add_option("--enclave-port-range", options.enclave_port_range, "Loopback ports for enclaves, FIRST-LAST")
+      ->capture_default_str();
+  app.add_option("--enclave-quota", options.enclave_quota, "Enclaves per user that are not deleted or failed")
+      ->check(CLI::Range(1, 1000))
+      ->capture_default_str();
+  app.add_option("--csr-url", options.csr_url,
+                 "The gateway's https://HOST:PORT/v1/enclave-certificates URL that enclaves send their CSR to");
+  app.add_option("--enclave-certificate-lifetime", options.enclave_certificate_lifetime_seconds,
+                 "Lifetime of enclave certificates in seconds")
+      ->check(CLI::Range(300L, 90L * 24 * 3600))
+      ->capture_default_str();
+  app.add_option("--enclave-ready-deadline", options.enclave_ready_deadline_seconds,
+                 "Seconds an enclave may take to pass its TLS health check before it is marked failed")
+      ->check(CLI::Range(1L, 3600L))
+      ->capture_default_str();
   auto* rotate = app.add_subcommand("rotate-signing-key", "Make a new current signing key in DATA_DIR and exit");
   CLI11_PARSE(app, argc, argv);
 
@@ -209,6 +291,9 @@ int main(int argc, char** argv) {
   licensing::logging::init("core", options.log_level);
   try {
     if (rotate->parsed()) return rotate_signing_key(options);
+    if (options.database_url.empty()) {
+      throw std::runtime_error("--database (or LICENSING_DATABASE_URL) is required");
+    }
     return serve(options);
   } catch (const std::exception& failure) {
     error("core_failed", {{"error", failure.what()}});
