@@ -1,6 +1,6 @@
 // Reconciliation and monitoring of enclaves: the part of EnclaveManager that compares
 // records with the instances the provisioner really runs. It runs once at start and then
-// on every tick of the monitor thread, so a crash of licensing-core at any point is
+// on every tick of the monitor thread. A crash of licensing-core at any point is thus
 // repaired by the next pass: no instance runs without a live record, and no live record
 // stays without an instance.
 #include <fmt/core.h>
