@@ -63,7 +63,7 @@ Result<std::vector<ossl::X509Cert>, IdentityError> parse_chain(std::string_view 
   }
   // The loop ends with a "no start line" error at the end of the input.
   ERR_clear_error();
-  if (chain.empty()) return fail(IdentityError::untrusted, "the chain holds no PEM certificate");
+  if (chain.empty()) return fail(IdentityError::untrusted, "the chain contains no PEM certificate");
   return chain;
 }
 
@@ -81,10 +81,10 @@ void sync_directory(const std::filesystem::path& directory) {
   }
 }
 
-// Maps a non-200 answer of the CSR endpoint to an error, with the problem title when the
-// body carries one.
-Error<IdentityError> refusal(const client::HttpResponse& response) {
-  std::string detail = "the CSR endpoint answered " + std::to_string(response.status);
+// Maps a non-200 response of the CSR endpoint to an error, with the problem title when
+// the body contains one.
+Error<IdentityError> error_for_status(const client::HttpResponse& response) {
+  std::string detail = "the CSR endpoint returned status " + std::to_string(response.status);
   if (auto body = json::parse_strict(response.body, max_response_depth); body && body->is_object()) {
     if (const auto title = body->find("title"); title != body->end() && title->is_string()) {
       detail += " (" + title->get<std::string>().substr(0, max_problem_title_bytes) + ")";
@@ -94,7 +94,7 @@ Error<IdentityError> refusal(const client::HttpResponse& response) {
   return Error<IdentityError>{retryable ? IdentityError::unreachable : IdentityError::rejected, std::move(detail)};
 }
 
-struct CsrAnswer {
+struct CsrResponse {
   std::string chain_pem;
   SecretBytes renewal_credential;
 };
@@ -102,33 +102,33 @@ struct CsrAnswer {
 // Parses {"certificate_chain_pem", "renewal_credential", "not_after"}. The chain may also
 // be an array of PEM strings. not_after is informational: the certificate's own notAfter
 // is used.
-Result<CsrAnswer, IdentityError> parse_answer(const std::string& body) {
+Result<CsrResponse, IdentityError> parse_response(const std::string& body) {
   auto parsed = json::parse_strict(body, max_response_depth);
-  if (!parsed || !parsed->is_object()) return fail(IdentityError::invalid_response, "the CSR answer is not a JSON object");
+  if (!parsed || !parsed->is_object()) return fail(IdentityError::invalid_response, "the CSR response is not a JSON object");
 
-  CsrAnswer answer;
+  CsrResponse csr_response;
   const auto chain = parsed->find("certificate_chain_pem");
   if (chain != parsed->end() && chain->is_string()) {
-    answer.chain_pem = chain->get<std::string>();
+    csr_response.chain_pem = chain->get<std::string>();
   } else if (chain != parsed->end() && chain->is_array()) {
     for (const auto& part : *chain) {
-      if (!part.is_string()) return fail(IdentityError::invalid_response, "certificate_chain_pem holds a non-string");
-      answer.chain_pem += part.get<std::string>();
-      if (!answer.chain_pem.ends_with('\n')) answer.chain_pem += '\n';
+      if (!part.is_string()) return fail(IdentityError::invalid_response, "certificate_chain_pem contains a non-string");
+      csr_response.chain_pem += part.get<std::string>();
+      if (!csr_response.chain_pem.ends_with('\n')) csr_response.chain_pem += '\n';
     }
   } else {
-    return fail(IdentityError::invalid_response, "the CSR answer has no certificate_chain_pem string");
+    return fail(IdentityError::invalid_response, "the CSR response has no certificate_chain_pem string");
   }
 
   const auto credential = parsed->find("renewal_credential");
   if (credential == parsed->end() || !credential->is_string() || credential->get_ref<const std::string&>().empty() ||
       credential->get_ref<const std::string&>().size() > max_credential_bytes) {
-    return fail(IdentityError::invalid_response, "the CSR answer has no renewal_credential string");
+    return fail(IdentityError::invalid_response, "the CSR response has no renewal_credential string");
   }
   std::string& text = credential->get_ref<std::string&>();
-  answer.renewal_credential = SecretBytes(std::string_view(text));
+  csr_response.renewal_credential = SecretBytes(std::string_view(text));
   wipe_string(text);
-  return answer;
+  return csr_response;
 }
 
 }  // namespace
@@ -190,7 +190,7 @@ Result<std::optional<Identity>, IdentityError> IdentityManager::load_stored() {
   auto key_pem = ossl::read_private_file(paths_.key, max_key_bytes);
   if (!key_pem) return fail(IdentityError::io, "reading " + paths_.key.string() + " failed: " + key_pem.error().detail);
   auto key = ossl::private_key_from_pem(key_pem->text());
-  if (!key) return fail(IdentityError::untrusted, paths_.key.string() + " does not hold a private key: " + key.error().detail);
+  if (!key) return fail(IdentityError::untrusted, paths_.key.string() + " does not contain a private key: " + key.error().detail);
 
   auto chain_pem = ossl::read_public_file(paths_.chain, max_chain_bytes);
   if (!chain_pem) return fail(IdentityError::io, "reading " + paths_.chain.string() + " failed: " + chain_pem.error().detail);
@@ -285,14 +285,14 @@ Result<Identity, IdentityError> IdentityManager::request(CredentialKind kind) {
   if (!response) {
     return fail(IdentityError::unreachable, "sending the CSR to " + config_.csr_url + " failed: " + response.error().detail);
   }
-  if (response->status != 200) return std::unexpected(refusal(*response));
+  if (response->status != 200) return std::unexpected(error_for_status(*response));
 
-  auto answer = parse_answer(response->body);
-  if (!answer) return std::unexpected(answer.error());
-  auto identity = verify(std::move(*key), std::move(answer->chain_pem));
+  auto csr_response = parse_response(response->body);
+  if (!csr_response) return std::unexpected(csr_response.error());
+  auto identity = verify(std::move(*key), std::move(csr_response->chain_pem));
   if (!identity) return std::unexpected(identity.error());
 
-  if (auto committed = commit(*identity, answer->renewal_credential); !committed) return std::unexpected(committed.error());
+  if (auto committed = commit(*identity, csr_response->renewal_credential); !committed) return std::unexpected(committed.error());
   if (bootstrap) {
     std::error_code ec;
     if (!std::filesystem::remove(config_.bootstrap_file, ec) && ec) {

@@ -1,7 +1,7 @@
 // The enclave's TLS identity: a P-256 key made in the private directory, which never leaves
 // it, and the certificate chain that licensing-core issues for a CSR over that key.
 //
-// Files in the private directory (all 0600):
+// Files in the private directory, all mode 0600:
 //   private-key.pem         the key (PKCS#8)
 //   cert-chain.pem          the leaf, then the issuing CA
 //   renewal-credential      the single-use credential for the next renewal
@@ -29,9 +29,9 @@ namespace licensing::enclave {
 enum class IdentityError {
   io,                // reading or writing a file in the private directory failed
   no_credential,     // the bootstrap or renewal credential file is missing or empty
-  unreachable,       // the CSR endpoint could not be reached, or answered 429 or 5xx (worth retrying)
-  rejected,          // the CSR endpoint answered another non-200 status (credential or CSR refused)
-  invalid_response,  // a 200 answer that is not the documented JSON
+  unreachable,       // the CSR endpoint could not be reached or returned 429 or 5xx, so a retry may help
+  rejected,          // the CSR endpoint returned another non-200 status: it rejected the credential or CSR
+  invalid_response,  // a 200 response whose body is not the documented JSON
   untrusted,         // a chain that does not verify against the CA bundle now, does not name
                      // this enclave, or whose leaf key is not ours
   crypto,            // making the key or the CSR failed

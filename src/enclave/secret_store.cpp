@@ -110,7 +110,7 @@ Result<void, StoreError> SecretStore::remove(std::string_view name) {
   }
   names_.erase(found);
 
-  // Make the removal durable before answering.
+  // Make the removal durable before returning.
   if (const int fd = ::open(directory_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC); fd >= 0) {
     ::fsync(fd);
     ::close(fd);

@@ -142,7 +142,8 @@ TEST_F(IdentityTest, RenewalUsesCredentialAndNewKey) {
   EXPECT_EQ(read_text(paths_.renewal_credential), "renewal-2");
 
   const auto stored = identities.load_stored();
-  ASSERT_TRUE(stored.has_value() && stored->has_value());
+  ASSERT_TRUE(stored.has_value());
+  ASSERT_TRUE(stored->has_value());
   EXPECT_EQ(X509_cmp((*stored)->leaf.get(), renewed->leaf.get()), 0);
   EXPECT_EQ(EVP_PKEY_eq((*stored)->key.get(), renewed->key.get()), 1);
 }
@@ -258,13 +259,15 @@ TEST_F(IdentityTest, StoredNextChainIsPromoted) {
   fs::rename(paths_.key, paths_.next_key);
   fs::rename(paths_.chain, paths_.next_chain);
   auto stored = identities.load_stored();
-  ASSERT_TRUE(stored.has_value() && stored->has_value());
+  ASSERT_TRUE(stored.has_value());
+  ASSERT_TRUE(stored->has_value());
   EXPECT_EQ(X509_cmp((*stored)->leaf.get(), enrolled->leaf.get()), 0);
 
   // A crash between the two renames.
   fs::rename(paths_.chain, paths_.next_chain);
   stored = identities.load_stored();
-  ASSERT_TRUE(stored.has_value() && stored->has_value());
+  ASSERT_TRUE(stored.has_value());
+  ASSERT_TRUE(stored->has_value());
   EXPECT_EQ(X509_cmp((*stored)->leaf.get(), enrolled->leaf.get()), 0);
   EXPECT_FALSE(fs::exists(paths_.next_key));
   EXPECT_FALSE(fs::exists(paths_.next_chain));

@@ -269,7 +269,7 @@ class RuntimeTest : public ::testing::Test {
     };
   }
 
-  // Starts the enclave and waits until GET /healthz answers over mutual TLS.
+  // Starts the enclave and waits until GET /healthz returns 200 over mutual TLS.
   std::unique_ptr<EnclaveProcess> start(std::map<std::string, std::string> extra = {}) {
     auto variables = environment();
     for (auto& [name, value] : extra) variables[name] = value;
@@ -339,7 +339,7 @@ TEST_F(RuntimeTest, SecretSurvivesRestart) {
   EXPECT_EQ(gone->status, 404U);
 }
 
-TEST_F(RuntimeTest, WhoamiAndPrototypeCallAnswer) {
+TEST_F(RuntimeTest, WhoamiAndPrototypeCallSucceed) {
   start_csr_endpoint();
   auto enclave = start();
 
@@ -380,7 +380,7 @@ TEST_F(RuntimeTest, TokenForOtherAudienceGets401) {
   EXPECT_EQ(log().find(token()), std::string::npos);
 }
 
-TEST_F(RuntimeTest, ClientCertificateOfOtherUserIsRefused) {
+TEST_F(RuntimeTest, ClientCertificateOfOtherUserIsRejected) {
   start_csr_endpoint();
   auto enclave = start();
 
@@ -389,7 +389,7 @@ TEST_F(RuntimeTest, ClientCertificateOfOtherUserIsRefused) {
   EXPECT_NE(log().find("wrong_user"), std::string::npos);
 }
 
-TEST_F(RuntimeTest, ClientCertificateFromOtherCaIsRefused) {
+TEST_F(RuntimeTest, ClientCertificateFromOtherCaIsRejected) {
   start_csr_endpoint();
   auto enclave = start();
 
@@ -398,7 +398,7 @@ TEST_F(RuntimeTest, ClientCertificateFromOtherCaIsRefused) {
   EXPECT_FALSE(reply.has_value());
 }
 
-TEST_F(RuntimeTest, MissingClientCertificateIsRefused) {
+TEST_F(RuntimeTest, MissingClientCertificateIsRejected) {
   start_csr_endpoint();
   auto enclave = start();
 
@@ -457,7 +457,7 @@ TEST_F(RuntimeTest, InvalidConfigurationExitsWithTwo) {
   EXPECT_NE(log().find("LICENSING_ENCLAVE_DIR"), std::string::npos) << log();
 }
 
-TEST_F(RuntimeTest, RefusedBootstrapExitsWithOne) {
+TEST_F(RuntimeTest, RejectedBootstrapExitsWithOne) {
   start_csr_endpoint();
   test::write_file(temp_.path() / "bootstrap", "wrong-credential", private_file);
   EnclaveProcess process(environment(), temp_.path() / "enclave.log");
