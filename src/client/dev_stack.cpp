@@ -1,6 +1,9 @@
 #include "client/dev_stack.hpp"
 
+#include <arpa/inet.h>
 #include <fcntl.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <signal.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -24,9 +27,27 @@ namespace {
 namespace fs = std::filesystem;
 using namespace std::chrono_literals;
 
+// Creates `path` 0700. An existing directory keeps its mode: `--dir ~` must not lock
+// others out of a home directory; what the stack writes lives in 0700 subdirectories.
 void make_private_directory(const fs::path& path) {
+  if (fs::exists(path)) return;
   fs::create_directories(path);
   fs::permissions(path, fs::perms::owner_all, fs::perm_options::replace);
+}
+
+// A TCP port on 127.0.0.1 that was free a moment ago.
+std::uint16_t free_port() {
+  const int probe = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (probe < 0) throw std::runtime_error("socket() failed");
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t length = sizeof(address);
+  const bool bound = bind(probe, reinterpret_cast<sockaddr*>(&address), sizeof(address)) == 0 &&
+                     getsockname(probe, reinterpret_cast<sockaddr*>(&address), &length) == 0;
+  close(probe);
+  if (!bound) throw std::runtime_error("cannot find a free port on 127.0.0.1");
+  return ntohs(address.sin_port);
 }
 
 // Starts `arguments` in a new session with stdin from /dev/null and output appended to
@@ -60,7 +81,10 @@ bool is_running(pid_t pid) {
 bool runs_program(pid_t pid, const std::string& name) {
   std::error_code error;
   const auto executable = fs::read_symlink(fs::path("/proc") / std::to_string(pid) / "exe", error);
-  return !error && executable.filename() == name;
+  // After a rebuild or upgrade the link reads "NAME (deleted)"; it is still that program.
+  std::string filename = executable.filename().string();
+  if (filename.ends_with(" (deleted)")) filename.resize(filename.size() - std::string_view(" (deleted)").size());
+  return !error && filename == name;
 }
 
 std::string tail_of(const fs::path& file, std::size_t lines) {
@@ -124,13 +148,21 @@ int dev_up(const DevUpOptions& options) {
   make_private_directory(directory / "core");
   make_private_directory(directory / "gateway");
   make_private_directory(directory / "logs");
+  make_private_directory(directory / "db");
   const fs::path socket = directory / "core" / "core.sock";
   const fs::path port_file = directory / "gateway" / "port";
   fs::remove(socket);
   fs::remove(port_file);
 
+  // The core gives enclaves the gateway's CSR URL before the gateway runs, so the
+  // gateway's port is chosen first.
+  const std::uint16_t port = options.port != 0 ? options.port : free_port();
+  const std::string url = "https://127.0.0.1:" + std::to_string(port);
+  const std::string database = "sqlite://" + (directory / "db" / "licensing.db").string();
+
   std::cout << "starting licensing-core (data in " << (directory / "core").string() << ")\n";
-  const pid_t core = spawn({core_binary.string(), "--data-dir", (directory / "core").string(), "--log-level", options.log_level},
+  const pid_t core = spawn({core_binary.string(), "--data-dir", (directory / "core").string(), "--database", database,
+                            "--csr-url", url + "/v1/enclave-certificates", "--log-level", options.log_level},
                            directory / "logs" / "core.log");
   if (!wait_for([&] { return fs::exists(socket) || !is_running(core); }, 30s) || !is_running(core)) {
     std::cerr << "error: licensing-core did not start; its log ends with:\n" << tail_of(directory / "logs" / "core.log", 20);
@@ -138,10 +170,9 @@ int dev_up(const DevUpOptions& options) {
     return 1;
   }
 
-  std::cout << "starting licensing-gateway (SQLite database in " << (directory / "gateway").string() << ")\n";
-  const pid_t gateway = spawn({gateway_binary.string(), "--core", "unix:" + socket.string(), "--database",
-                               "sqlite://" + (directory / "gateway" / "licensing.db").string(), "--tls-from-core",
-                               (directory / "gateway" / "tls").string(), "--port", std::to_string(options.port),
+  std::cout << "starting licensing-gateway on " << url << " (SQLite database in " << (directory / "db").string() << ")\n";
+  const pid_t gateway = spawn({gateway_binary.string(), "--core", "unix:" + socket.string(), "--database", database,
+                               "--tls-from-core", (directory / "gateway" / "tls").string(), "--port", std::to_string(port),
                                "--port-file", port_file.string(), "--log-level", options.log_level},
                               directory / "logs" / "gateway.log");
   const auto stop_both = [&] {
@@ -155,9 +186,6 @@ int dev_up(const DevUpOptions& options) {
     return 1;
   }
 
-  std::string port;
-  std::ifstream(port_file) >> port;
-  const std::string url = "https://127.0.0.1:" + port;
   const fs::path ca_bundle = directory / "gateway" / "tls" / "ca.pem";
   const bool ready = wait_for(
       [&] {

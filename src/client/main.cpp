@@ -65,7 +65,11 @@ std::optional<Session> load_session(const fs::path& file) {
 }
 
 void save_session(const fs::path& file, const Session& session) {
-  fs::create_directories(file.parent_path().empty() ? fs::path(".") : file.parent_path());
+  const fs::path directory = file.parent_path().empty() ? fs::path(".") : file.parent_path();
+  if (!fs::exists(directory)) {
+    fs::create_directories(directory);
+    fs::permissions(directory, fs::perms::owner_all, fs::perm_options::replace);
+  }
   const fs::path temporary = file.string() + ".tmp";
   fs::remove(temporary);
   const int descriptor = open(temporary.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
@@ -112,6 +116,8 @@ licensing::SecretBytes read_password(const GlobalOptions& options, const std::st
   std::string password;
   if (options.password_stdin) {
     std::getline(std::cin, password);
+    // Input from a Windows tool ends lines with CR LF; the CR is not part of the password.
+    if (password.ends_with('\r')) password.pop_back();
   } else if (const char* environment = std::getenv("LICENSECTL_PASSWORD")) {
     password = environment;
   } else if (isatty(STDIN_FILENO)) {

@@ -170,8 +170,12 @@ Result<NormalizedUsername, UsernameError> normalize_username(std::string_view ra
   if (U_FAILURE(status)) return fail(UsernameError::normalization_failed, "uspoof_getSkeleton failed");
   // Skeleton prototypes can be capitals (0 becomes O), so fold once more to keep the key
   // case-insensitive.
-  const icu::UnicodeString key = tools.nfkc_casefold->normalize(skeleton, status);
+  icu::UnicodeString key = tools.nfkc_casefold->normalize(skeleton, status);
   if (U_FAILURE(status)) return fail(UsernameError::normalization_failed, "NFKC case folding failed");
+  // Case folding runs before the skeleton, so a capital I arrives here as "i" although it
+  // looks like "l" ("aIice" and "alice"). The key treats "i" as "l", so both are one name;
+  // the price is that names differing only in i and l ("bill", "bili") collide too.
+  key.findAndReplace(icu::UnicodeString(u'i'), icu::UnicodeString(u'l'));
 
   NormalizedUsername result;
   display.toUTF8String(result.display);

@@ -53,8 +53,8 @@ struct NormalizedUsername {
   // so "bob0" (skeleton "bobO") and "bobo" share a key.
   // NOTE: the skeleton comes from the confusables data of the linked ICU (72 on Debian 12),
   // so after an ICU upgrade stored keys should be recomputed from `display`.
-  // NOTE: case folding runs before the skeleton, so "I" becomes "i" and "aIice" gets a key
-  // different from "alice", although the two can look alike in sans-serif fonts.
+  // Because case folding runs before the skeleton, "I" arrives as "i"; the key then maps
+  // every "i" to "l", so "aIice", "alice" and "ALICE" share a key, and so do "bill" and "bili".
   std::string key;
 
   bool operator==(const NormalizedUsername&) const = default;

@@ -121,8 +121,11 @@ Result<std::string, EnclaveError> EnclaveManager::launch(const store::Enclave& e
   config.require_client_certificate = policy_.require_client_certificate;
 
   const auto now = SystemClock::now();
+  // An instance that never passed its health check may have died before it stored the
+  // certificate it was issued, so it gets a fresh bootstrap credential too.
   const bool has_valid_certificate = enclave.certificate_not_after && *enclave.certificate_not_after > now;
-  if (!has_valid_certificate) {
+  const bool confirmed = enclave.state != store::EnclaveState::requested && enclave.state != store::EnclaveState::starting;
+  if (!has_valid_certificate || !confirmed) {
     NewCredential credential = make_credential();
     if (credential.credential.empty()) return fail(EnclaveError::internal, "the random number generator failed");
     auto stored = store_.insert_enclave_credential({credential.hash_hex, enclave.id, store::CredentialKind::bootstrap,

@@ -14,6 +14,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <string>
 #include <thread>
@@ -114,6 +115,11 @@ class EnclaveManager {
   TokenPolicy token_policy_;
   EnclavePolicy policy_;
   CertificateObserver& observer_;
+
+  // Short-lived client certificates for health checks, by owner, with their expiry.
+  std::optional<std::pair<std::string, std::string>> health_client_files(const std::string& owner_id);
+  std::mutex health_mutex_;
+  std::map<std::string, std::chrono::system_clock::time_point> health_clients_;
 
   std::mutex mutex_;  // guards busy_, watches_ and stopping_
   std::condition_variable wake_;

@@ -10,6 +10,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <set>
+
 #include <cerrno>
 #include <cstring>
 #include <fstream>
@@ -113,11 +115,22 @@ std::multimap<std::string, pid_t> LocalProvisioner::scan_processes() {
 }
 
 std::vector<std::string> LocalProvisioner::running_instances() {
-  std::vector<std::string> ids;
-  for (const auto& [id, pid] : scan_processes()) {
-    if (ids.empty() || ids.back() != id) ids.push_back(id);
+  std::set<std::string> ids;
+  for (const auto& [id, pid] : scan_processes()) ids.insert(id);
+
+  // A child between fork and exec still shows this program's environment, so the scan
+  // misses it; the children this run started count as running until they are reaped.
+  {
+    std::lock_guard lock(mutex_);
+    for (const auto& [pid, id] : children_) {
+      // WNOWAIT leaves an exited child for the code that reaps it and records its status.
+      siginfo_t info{};
+      if (::waitid(P_PID, static_cast<id_t>(pid), &info, WEXITED | WNOHANG | WNOWAIT) == 0 && info.si_pid == 0) {
+        ids.insert(id);
+      }
+    }
   }
-  return ids;
+  return {ids.begin(), ids.end()};
 }
 
 std::vector<pid_t> LocalProvisioner::find_processes(std::string_view enclave_id) {

@@ -6,6 +6,8 @@
 #include <grpcpp/grpcpp.h>
 #include <grpcpp/security/server_credentials.h>
 
+#include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 
 #include <csignal>
@@ -138,6 +140,11 @@ int rotate_signing_key(const CoreOptions& options) {
 
 int serve(const CoreOptions& options) {
   make_private_directory(options.data_dir);
+  // Two cores on one data directory would fight over its enclaves: the second one exits.
+  const int lock_file = ::open((options.data_dir / "core.lock").c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+  if (lock_file < 0 || ::flock(lock_file, LOCK_EX | LOCK_NB) != 0) {
+    throw std::runtime_error("another licensing-core is using " + options.data_dir.string() + " (core.lock is held)");
+  }
   make_private_directory(options.data_dir / "keys");
   licensing::core::KeyHolder keys(open_keys(options));
 

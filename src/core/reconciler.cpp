@@ -3,7 +3,9 @@
 // on every tick of the monitor thread. A crash of licensing-core at any point is thus
 // repaired by the next pass: no instance runs without a live record, and no live record
 // stays without an instance.
+#include <fcntl.h>
 #include <fmt/core.h>
+#include <unistd.h>
 
 #include "client/https_client.hpp"
 #include "common/logging.hpp"
@@ -43,12 +45,60 @@ void EnclaveManager::monitor_loop() {
   }
 }
 
+// Writes `content` to `path` with mode 0600, replacing any older file.
+static bool write_private_file(const std::filesystem::path& path, const std::string& content) {
+  std::filesystem::remove(path);
+  const int descriptor = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+  if (descriptor < 0) return false;
+  const bool written = ::write(descriptor, content.data(), content.size()) == static_cast<ssize_t>(content.size());
+  ::close(descriptor);
+  return written;
+}
+
+std::optional<std::pair<std::string, std::string>> EnclaveManager::health_client_files(const std::string& owner_id) {
+  // An enclave that requires client certificates accepts only its owner's, so the health
+  // check presents a short-lived one for the owner, made and kept by the core.
+  const auto directory = policy_.ca_root_file.parent_path() / "health-clients";
+  const auto certificate_file = directory / (owner_id + ".pem");
+  const auto key_file = directory / (owner_id + ".key");
+  const auto now = std::chrono::system_clock::now();
+
+  std::lock_guard lock(health_mutex_);
+  if (const auto found = health_clients_.find(owner_id); found != health_clients_.end() && found->second > now + std::chrono::minutes(5)) {
+    return std::pair{certificate_file.string(), key_file.string()};
+  }
+  std::error_code error;
+  std::filesystem::create_directories(directory, error);
+  std::filesystem::permissions(directory, std::filesystem::perms::owner_all, std::filesystem::perm_options::replace, error);
+
+  auto key_and_csr = crypto::generate_key_and_csr("licensing-core health check");
+  if (!key_and_csr) return std::nullopt;
+  crypto::ClientCertificateRequest request;
+  request.csr_pem = key_and_csr->csr_pem;
+  request.user_id = owner_id;
+  request.lifetime = std::chrono::hours(1);
+  auto issued = authority_.issue_client_certificate(request);
+  if (!issued || !write_private_file(key_file, key_and_csr->private_key_pem) ||
+      !write_private_file(certificate_file, issued->chain_pem)) {
+    logging::error("health_client_certificate_failed", {{"owner_id", owner_id}});
+    return std::nullopt;
+  }
+  health_clients_[owner_id] = issued->not_after;
+  return std::pair{certificate_file.string(), key_file.string()};
+}
+
 bool EnclaveManager::is_healthy(const store::Enclave& enclave) {
   client::HttpRequest request;
   request.url = provisioner_.endpoint(enclave.id, enclave.port) + "/healthz";
   client::HttpOptions options;
   options.ca_bundle_file = policy_.ca_root_file.string();
   options.timeout = policy_.health_timeout;
+  if (policy_.require_client_certificate) {
+    const auto files = health_client_files(enclave.owner_id);
+    if (!files) return false;
+    options.client_certificate_file = files->first;
+    options.client_key_file = files->second;
+  }
   auto response = client::send(request, options);
   return response && response->status == 200;
 }

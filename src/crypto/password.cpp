@@ -109,23 +109,22 @@ Result<PasswordCheck, PasswordError> verify_bcrypt(std::string_view password, st
   check.needs_rehash = true;
 
   // bcrypt reads at most 72 bytes and stops at a NUL, so either password would be compared
-  // by a prefix only. Such a password is the caller's own input, so returning early leaks
-  // nothing about the stored hash.
-  if (password.size() > kBcryptMaxPasswordBytes || password.find('\0') != std::string_view::npos) {
-    return check;
-  }
+  // by a prefix only: such a password never matches. It still costs one bcrypt run with
+  // the stored cost, so its timing does not set bcrypt accounts apart from others.
+  const bool comparable = password.size() <= kBcryptMaxPasswordBytes && password.find('\0') == std::string_view::npos;
+  const std::string_view input = comparable ? password : std::string_view("never-matches");
 
   // crypt_data is 32 KiB, too large for the stack of a worker thread that may be small.
   // Value-initialization zeroes it, as crypt.h requests before first use.
   auto data = std::make_unique<crypt_data>();
-  std::memcpy(data->input, password.data(), password.size());
-  data->input[password.size()] = '\0';
+  std::memcpy(data->input, input.data(), input.size());
+  data->input[input.size()] = '\0';
   std::memcpy(data->setting, stored_hash.data(), stored_hash.size());
   data->setting[stored_hash.size()] = '\0';
 
   const char* output = crypt_rn(data->input, data->setting, data.get(), sizeof(crypt_data));
   const bool computed = output != nullptr;
-  if (computed) check.matches = constant_time_equal(std::string_view(output), stored_hash);
+  if (computed) check.matches = comparable && constant_time_equal(std::string_view(output), stored_hash);
   sodium_memzero(data.get(), sizeof(crypt_data));
 
   // A null result means libxcrypt rejected the setting (a cost outside 4..31, say).

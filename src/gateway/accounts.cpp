@@ -147,6 +147,16 @@ struct AccountsApi::Impl {
       co_return problem(409, "username-taken", "Username taken", "this username, or one that looks the same, is taken");
     }
 
+    // Signups are limited per client address, because each one costs a hash and stores a row.
+    const auto signup_decision = deps.signups_per_address.acquire(request.client_address, std::chrono::steady_clock::now());
+    if (!signup_decision.allowed) {
+      count("licensing_signups_total", "rate_limited_address");
+      co_return with_retry_after(problem(429, "too-many-signups", "Too many signups",
+                                         "too many accounts created from this address; retry later"),
+                                 signup_decision.retry_after);
+    }
+    deps.signups_per_address.release(request.client_address, false, std::chrono::steady_clock::now());
+
     const auto params = config.argon2;
     // Awaited values are named: GCC 12 destroys temporaries in a co_await expression twice.
     std::function<Result<std::string, crypto::PasswordError>()> hashing = [password, params] {

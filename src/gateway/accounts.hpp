@@ -34,6 +34,8 @@ struct AccountsDependencies {
   WorkerPool& hashing_pool;
   RateLimiter& failures_per_user;
   RateLimiter& failures_per_address;
+  // Every signup that reaches password hashing counts, successful or not.
+  RateLimiter& signups_per_address;
   Metrics& metrics;
   std::function<std::chrono::system_clock::time_point()> clock;
 };

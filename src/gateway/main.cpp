@@ -54,6 +54,7 @@ struct GatewayOptions {
   std::size_t argon2_memory_kib = 64 * 1024;
   std::size_t user_failure_limit = 5;
   std::size_t address_failure_limit = 50;
+  std::size_t signup_limit = 20;
   long failure_window_seconds = 15 * 60;
   std::size_t body_limit = 16 * 1024;
   long header_timeout_seconds = 10;
@@ -139,13 +140,14 @@ int run(GatewayOptions options) {
   const auto window = std::chrono::seconds(options.failure_window_seconds);
   licensing::gateway::RateLimiter failures_per_user({options.user_failure_limit, window, 100000});
   licensing::gateway::RateLimiter failures_per_address({options.address_failure_limit, window, 100000});
+  licensing::gateway::RateLimiter signups_per_address({options.signup_limit, std::chrono::hours(1), 100000});
 
   licensing::gateway::AccountsConfig accounts_config;
   accounts_config.argon2.ops_limit = options.argon2_ops;
   accounts_config.argon2.mem_limit_bytes = options.argon2_memory_kib * 1024;
   licensing::gateway::Authenticator authenticator(core, *store, metrics);
   licensing::gateway::AccountsApi accounts(
-      accounts_config, {*store, core, authenticator, hashing_pool, failures_per_user, failures_per_address, metrics,
+      accounts_config, {*store, core, authenticator, hashing_pool, failures_per_user, failures_per_address, signups_per_address, metrics,
                         [] { return std::chrono::system_clock::now(); }});
 
   licensing::gateway::EnclavesApi enclaves({core, authenticator, metrics});
@@ -245,6 +247,9 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--address-failure-limit", options.address_failure_limit, "Failed logins per client address per window")
       ->check(CLI::Range(1, 100000))
+      ->capture_default_str();
+  app.add_option("--signup-limit", options.signup_limit, "Signups per client address per hour")
+      ->check(CLI::Range(1, 1000000))
       ->capture_default_str();
   app.add_option("--failure-window", options.failure_window_seconds, "Failed-login window in seconds")
       ->check(CLI::Range(1L, 86400L))

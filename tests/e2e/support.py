@@ -218,6 +218,13 @@ def drop_postgres_database(base_url, name):
         connection.close()
 
 
+def free_port():
+    """A TCP port on 127.0.0.1 that was free a moment ago."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
 def wait_until(predicate, timeout, what, process_logs):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -280,6 +287,10 @@ class Stack:
             self.database = Database("postgres", database_url)
 
         RUNNING_STACKS.append(self)
+        # The core hands enclaves the gateway's CSR URL before the gateway runs, so the
+        # gateway's port is chosen here and kept across restarts.
+        self.port = free_port()
+        self.url = f"https://127.0.0.1:{self.port}"
         self._start_core()
         self._start_gateway()
         return self
@@ -287,8 +298,13 @@ class Stack:
     def _start_core(self):
         # --listen repeats the default address, so a stack starts even where the default is
         # broken; test_operations.py checks the default on its own.
+        # Each stack draws enclave ports from its own block, so stacks on different
+        # databases do not hand out the same port.
+        first_port = 21000 + (self.port % 400) * 100
         self._spawn("core", [str(self.bin_dir / "licensing-core"), "--data-dir", str(self.core_dir),
-                             "--listen", f"unix:{self.socket_path}"], self.core_log)
+                             "--listen", f"unix:{self.socket_path}", "--database", self.database.url,
+                             "--csr-url", f"{self.url}/v1/enclave-certificates",
+                             "--enclave-port-range", f"{first_port}-{first_port + 99}"], self.core_log)
         wait_until(lambda: self.socket_path.exists() or not self._alive("core"), START_TIMEOUT_SECONDS,
                    "licensing-core's socket", self.logs)
         if not self._alive("core"):
@@ -299,14 +315,14 @@ class Stack:
         port_file.unlink(missing_ok=True)
         self._spawn("gateway", [str(self.bin_dir / "licensing-gateway"), "--core", f"unix:{self.socket_path}",
                                 "--database", self.database.url, "--tls-from-core", str(self.gateway_dir / "tls"),
-                                "--port", "0", "--port-file", str(port_file), *FAST_ARGON2, *self.gateway_args],
+                                "--port", str(self.port), "--port-file", str(port_file), *FAST_ARGON2,
+                                *self._signup_limit(), *self.gateway_args],
                     self.gateway_log)
         wait_until(lambda: port_file.exists() or not self._alive("gateway"), START_TIMEOUT_SECONDS,
                    "licensing-gateway's port file", self.logs)
         if not self._alive("gateway"):
             raise RuntimeError(f"licensing-gateway exited with {self.processes['gateway'].returncode}\n{self.logs()}")
-        self.port = int(port_file.read_text().strip())
-        self.url = f"https://127.0.0.1:{self.port}"
+        assert int(port_file.read_text().strip()) == self.port
 
         def ready():
             try:
@@ -316,6 +332,11 @@ class Stack:
                 return False
 
         wait_until(ready, START_TIMEOUT_SECONDS, f"GET {self.url}/readyz to answer 200", self.logs)
+
+    def _signup_limit(self):
+        # The suite signs up hundreds of users from 127.0.0.1; stacks that test the limit
+        # pass their own.
+        return [] if "--signup-limit" in self.gateway_args else ["--signup-limit", "1000000"]
 
     def restart_crashed(self):
         """Restart a server that died on its own, so one crash does not fail every later test.

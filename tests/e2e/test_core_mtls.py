@@ -34,6 +34,11 @@ def make_leaf(directory, ca, name, usage, san=None):
             "-out", f"{name}.pem", "-days", "2", "-extfile", extensions.name, cwd=directory)
 
 
+def shared_database(work_dir):
+    """The SQLite database that the TCP core and the gateways in this file share."""
+    return f"sqlite://{(work_dir / 'mtls.db').resolve()}"
+
+
 def free_port():
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -67,7 +72,7 @@ def tcp_core(work_dir, bin_dir, pki):
     data = work_dir / "mtls-core"
     log = open(work_dir / "mtls-core.log", "ab")
     core = subprocess.Popen([str(bin_dir / "licensing-core"), "--data-dir", str(data),
-                             "--listen", f"127.0.0.1:{port}", "--tls-cert", str(pki / "core.pem"),
+                             "--database", shared_database(work_dir), "--listen", f"127.0.0.1:{port}", "--tls-cert", str(pki / "core.pem"),
                              "--tls-key", str(pki / "core.key"), "--tls-client-ca", str(pki / "internal-ca.pem")],
                             stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
     log.close()
@@ -96,7 +101,7 @@ def start_gateway(work_dir, bin_dir, name, core_port, client_arguments):
     log_path = directory / "gateway.log"
     log = open(log_path, "ab")
     gateway = subprocess.Popen([str(bin_dir / "licensing-gateway"), "--core", f"127.0.0.1:{core_port}",
-                                *client_arguments, "--database", f"sqlite://{(directory / 'licensing.db').resolve()}",
+                                *client_arguments, "--database", shared_database(work_dir),
                                 "--tls-from-core", str(directory / "tls"), "--port", "0", "--port-file",
                                 str(port_file), *FAST_ARGON2],
                                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
@@ -168,6 +173,7 @@ def test_tcp_core_without_client_tls_refused(work_dir, bin_dir, tcp_core):
 
 def test_tcp_core_requires_tls_files(work_dir, bin_dir):
     result = subprocess.run([str(bin_dir / "licensing-core"), "--data-dir", str(work_dir / "mtls-missing"),
+                             "--database", f"sqlite://{(work_dir / 'mtls-missing.db').resolve()}",
                              "--listen", "127.0.0.1:0"], capture_output=True, text=True, timeout=60)
     assert result.returncode == 1
     assert "requires --tls-cert, --tls-key and --tls-client-ca" in result.stderr

@@ -122,10 +122,11 @@ def test_readyz_without_core(start_stack):
 
 
 def test_core_default_listen(work_dir, bin_dir):
-    """licensing-core with only --data-dir listens on DATA_DIR/core.sock."""
+    """licensing-core with only --data-dir and --database listens on DATA_DIR/core.sock."""
     data_dir = work_dir / "core-defaults"
+    database = f"sqlite://{(work_dir / 'core-defaults.db').resolve()}"
     with open(work_dir / "core-defaults.log", "wb") as log:
-        core = subprocess.Popen([str(bin_dir / "licensing-core"), "--data-dir", str(data_dir)],
+        core = subprocess.Popen([str(bin_dir / "licensing-core"), "--data-dir", str(data_dir), "--database", database],
                                 stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + 30
