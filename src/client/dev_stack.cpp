@@ -234,6 +234,25 @@ int dev_down(const fs::path& directory) {
       stop_process(pid, program);
     }
   }
+  // Enclaves outlive a core restart on purpose; taking the stack down stops them too.
+  const fs::path enclave_root = fs::absolute(directory) / "core" / "enclaves";
+  std::error_code error;
+  for (const auto& entry : fs::directory_iterator("/proc", error)) {
+    const std::string name = entry.path().filename().string();
+    if (name.empty() || name.find_first_not_of("0123456789") != std::string::npos) continue;
+    const pid_t pid = static_cast<pid_t>(std::stol(name));
+    if (!runs_program(pid, "enclave")) continue;
+    std::ifstream environ_file(entry.path() / "environ", std::ios::binary);
+    for (std::string variable; std::getline(environ_file, variable, '\0');) {
+      if (variable.starts_with("LICENSING_ENCLAVE_DIR=") &&
+          fs::path(variable.substr(22)).parent_path() == enclave_root) {
+        std::cout << "stopping enclave (pid " << pid << ")\n";
+        stop_process(pid, "enclave");
+        break;
+      }
+    }
+  }
+
   in.close();
   fs::remove(stack_file);
   std::cout << "stack stopped; data kept in " << fs::absolute(directory).string() << "\n";

@@ -303,7 +303,18 @@ struct AccountsApi::Impl {
     if (!verdict || !verdict->valid) co_return prototype_error(unavailable("the token service"));
     const auto user_id = verdict->token.subject;
 
-    auto enclave = deps.core.provision_enclave(user_id, "prototype-login");
+    // The user's live enclave is reused, whichever request created it.
+    auto existing = deps.core.list_enclaves(user_id);
+    if (!existing) co_return prototype_error(enclave_problem(existing.error()));
+    Result<licensing::v1::Enclave, CoreError> enclave = fail(CoreError::not_found);
+    for (const auto& candidate : *existing) {
+      const auto& state = candidate.state();
+      if (state == "ready" || state == "starting" || state == "requested") {
+        enclave = candidate;
+        break;
+      }
+    }
+    if (!enclave) enclave = deps.core.provision_enclave(user_id, "prototype-login");
     if (!enclave) co_return prototype_error(enclave_problem(enclave.error()));
 
     // Provisioning may return while the instance still starts, so wait for it, bounded.

@@ -7,6 +7,7 @@ Every response in the whole suite is also checked against the document as it arr
 import jsonschema
 import pytest
 
+from enclave_support import create_ready_enclave, make_key_and_csr, new_user_session
 from support import SPEC, new_password, new_username
 
 
@@ -79,7 +80,7 @@ def test_spec_checker_catches_mismatch():
             SPEC.check(method, path, status, headers, body)
 
 
-def call_operations(client):
+def call_operations(client, stack):
     """Make one successful call to each documented operation; returns {operationId: response}."""
     username, password = new_username("walk"), new_password()
     responses = {"createUser": client.post("/v1/users", json={"username": username, "password": password})}
@@ -96,11 +97,30 @@ def call_operations(client):
     responses["getMetrics"] = client.get("/metrics")
     responses["prototypeSignup"] = client.post("/signup", json={"username": new_username("walk"),
                                                                 "password": new_password()})
+
+    # Enclave operations, for a second user whose session stays open.
+    owner, owner_password, _, headers = new_user_session(client)
+    responses["createEnclave"], enclave = create_ready_enclave(client, headers)
+    enclave_id = enclave["id"]
+    responses["getEnclave"] = client.get(f"/v1/enclaves/{enclave_id}", headers=headers)
+    responses["listEnclaves"] = client.get("/v1/enclaves", headers=headers)
+    responses["createEnclaveToken"] = client.post(f"/v1/enclaves/{enclave_id}/token", headers=headers)
+    _, csr_pem = make_key_and_csr()
+    responses["createClientCertificate"] = client.post(f"/v1/enclaves/{enclave_id}/client-certificate",
+                                                       headers=headers, json={"csr_pem": csr_pem})
+    # The enclave's renewal credential, read from its directory, renews its certificate.
+    renewal = (stack.core_dir / "enclaves" / enclave_id / "renewal-credential").read_text().strip()
+    _, enclave_csr = make_key_and_csr()
+    responses["signEnclaveCsr"] = client.post("/v1/enclave-certificates",
+                                              headers={"Authorization": f"Renewal {renewal}"},
+                                              json={"enclave_id": enclave_id, "csr_pem": enclave_csr})
+    responses["prototypeLogin"] = client.post("/login", json={"username": owner, "password": owner_password})
+    responses["deleteEnclave"] = client.delete(f"/v1/enclaves/{enclave_id}", headers=headers)
     return responses
 
 
-def test_every_operation_answers(api):
-    responses = call_operations(api)
+def test_every_operation_answers(api, stack):
+    responses = call_operations(api, stack)
     documented = {operation["operationId"]: (method, template, operation)
                   for template, method, operation in SPEC.operations()}
     assert set(responses) == set(documented), "an operation in the spec has no call here, or the reverse"

@@ -7,7 +7,8 @@ import time
 
 from support import assert_problem, new_password, new_username
 
-SAMPLE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})? ([-+]?[0-9.eE+-]+|NaN|\+Inf|-Inf)$')
+# Label values are quoted and may contain braces (route="/v1/enclaves/{id}").
+SAMPLE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(?:[^"}]|"(?:[^"\\]|\\.)*")*\})? ([-+]?[0-9.eE+-]+|NaN|\+Inf|-Inf)$')
 
 
 def parse_metrics(text):
