@@ -386,8 +386,12 @@ int enclave_call(GlobalOptions& options, const fs::path& session_file, const std
   auto response = licensing::client::send(
       request, HttpOptions{options.ca_bundle, std::chrono::seconds(30), certificate_file.string(), key_file.string()});
   if (!response) throw std::runtime_error(response.error().detail);
-  std::cout << response->body;
-  if (!response->body.empty() && response->body.back() != '\n') std::cout << "\n";
+  if (response->body.empty()) {
+    std::cout << "HTTP " << response->status << "\n";
+  } else {
+    std::cout << response->body;
+    if (response->body.back() != '\n') std::cout << "\n";
+  }
   if (response->status >= 300) {
     std::cerr << "error: the enclave answered HTTP " << response->status << "\n";
     return 1;
