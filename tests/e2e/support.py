@@ -364,11 +364,45 @@ class Stack:
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait(timeout=STOP_TIMEOUT_SECONDS)
+        self.stop_enclaves()
         if self in RUNNING_STACKS:
             RUNNING_STACKS.remove(self)
         if self.postgres:
             drop_postgres_database(*self.postgres)
             self.postgres = None
+
+    def enclave_pids(self):
+        """Processes of enclaves under this stack's core: they outlive a stopped core by design."""
+        root = str(self.core_dir / "enclaves") + "/"
+        pids = []
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit():
+                continue
+            try:
+                with open(f"/proc/{entry}/environ", "rb") as environ:
+                    variables = environ.read().split(b"\0")
+            except OSError:
+                continue
+            for variable in variables:
+                if variable.startswith(b"LICENSING_ENCLAVE_DIR=") and variable[22:].decode(errors="replace").startswith(root):
+                    pids.append(int(entry))
+                    break
+        return pids
+
+    def stop_enclaves(self):
+        for pid in self.enclave_pids():
+            try:
+                os.kill(pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+        deadline = time.monotonic() + STOP_TIMEOUT_SECONDS
+        while self.enclave_pids() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        for pid in self.enclave_pids():
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
 
     def exit_codes(self):
         return {name: process.poll() for name, process in self.processes.items()}
