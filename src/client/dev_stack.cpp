@@ -171,10 +171,12 @@ int dev_up(const DevUpOptions& options) {
   }
 
   std::cout << "starting licensing-gateway on " << url << " (SQLite database in " << (directory / "db").string() << ")\n";
-  const pid_t gateway = spawn({gateway_binary.string(), "--core", "unix:" + socket.string(), "--database", database,
-                               "--tls-from-core", (directory / "gateway" / "tls").string(), "--port", std::to_string(port),
-                               "--port-file", port_file.string(), "--log-level", options.log_level},
-                              directory / "logs" / "gateway.log");
+  std::vector<std::string> gateway_command = {gateway_binary.string(), "--core", "unix:" + socket.string(), "--database",
+                                              database, "--tls-from-core", (directory / "gateway" / "tls").string(),
+                                              "--port", std::to_string(port), "--port-file", port_file.string(),
+                                              "--log-level", options.log_level};
+  gateway_command.insert(gateway_command.end(), options.gateway_arguments.begin(), options.gateway_arguments.end());
+  const pid_t gateway = spawn(gateway_command, directory / "logs" / "gateway.log");
   const auto stop_both = [&] {
     stop_process(gateway, "licensing-gateway");
     stop_process(core, "licensing-core");

@@ -5,6 +5,7 @@
 
 #include <filesystem>
 #include <string>
+#include <vector>
 
 namespace licensing::client {
 
@@ -13,6 +14,7 @@ struct DevUpOptions {
   std::filesystem::path binary_directory;  // where licensing-core and licensing-gateway are
   std::uint16_t port = 0;                  // 0 picks a free port
   std::string log_level = "info";
+  std::vector<std::string> gateway_arguments;  // passed to licensing-gateway as they are
 };
 
 // Starts the stack and returns the exit code; prints progress to stdout, errors to stderr.

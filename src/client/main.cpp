@@ -453,6 +453,8 @@ int main(int argc, char** argv) {
   up->add_option("--dir", up_options.directory, "Directory for data, logs and stack.json")->required();
   up->add_option("--port", up_options.port, "Gateway port (0 picks a free one)")->capture_default_str();
   up->add_option("--log-level", up_options.log_level, "Server log level")->capture_default_str();
+  up->add_option("--gateway-arg", up_options.gateway_arguments,
+                 "Extra licensing-gateway argument, repeatable; write options as --gateway-arg=--signup-limit=100");
   auto* down = dev->add_subcommand("down", "Stop the stack started under DIR");
   down->add_option("--dir", down_directory, "The directory given to `dev up`")->required();
 
