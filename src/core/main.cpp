@@ -54,6 +54,7 @@ struct CoreOptions {
   std::string enclave_port_range = "20000-20999";
   std::size_t enclave_quota = 1;
   std::string csr_url;
+  std::string enclave_client_certificates = "required";
   long enclave_certificate_lifetime_seconds = 24 * 3600;
   long enclave_ready_deadline_seconds = 30;
 };
@@ -179,6 +180,7 @@ int serve(const CoreOptions& options) {
   enclave_policy.certificate_lifetime = std::chrono::seconds(options.enclave_certificate_lifetime_seconds);
   enclave_policy.ready_deadline = std::chrono::seconds(options.enclave_ready_deadline_seconds);
   enclave_policy.ca_root_file = options.data_dir / "ca" / "root.pem";
+  enclave_policy.require_client_certificate = options.enclave_client_certificates == "required";
   licensing::core::NoCertificateObserver observer;
   licensing::core::EnclaveManager enclaves(**store, provisioner, **authority, keys, policy, enclave_policy, observer);
   enclaves.start();
@@ -270,6 +272,11 @@ int main(int argc, char** argv) {
   app.add_option("--enclave-binary", options.enclave_binary, "The enclave program (default: enclave beside licensing-core)");
   app.add_option("--enclave-root", options.enclave_root, "Parent of the enclaves' private directories (default: DATA_DIR/enclaves)");
   app.add_option("--enclave-port-range", options.enclave_port_range, "Loopback ports for enclaves, FIRST-LAST")
+      ->capture_default_str();
+  app.add_option("--enclave-client-certificates", options.enclave_client_certificates,
+                 "required: enclaves accept only their owner's client certificate; optional: a token alone "
+                 "suffices, for clients of the original prototype")
+      ->check(CLI::IsMember({"required", "optional"}))
       ->capture_default_str();
   app.add_option("--enclave-quota", options.enclave_quota, "Enclaves per user that are not deleted or failed")
       ->check(CLI::Range(1, 1000))

@@ -61,8 +61,8 @@ def start_stack(work_dir, bin_dir):
     """Start a stack with extra gateway flags; every stack started here is stopped at the end."""
     started = []
 
-    def start(name, gateway_args=()):
-        stack = Stack(work_dir, bin_dir, name, gateway_args)
+    def start(name, gateway_args=(), core_args=()):
+        stack = Stack(work_dir, bin_dir, name, gateway_args, core_args)
         started.append(stack)
         return stack.start()
 

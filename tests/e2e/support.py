@@ -237,11 +237,12 @@ def wait_until(predicate, timeout, what, process_logs):
 class Stack:
     """A licensing-core and a licensing-gateway in a private directory, on one database."""
 
-    def __init__(self, root, bin_dir, name, gateway_args=()):
+    def __init__(self, root, bin_dir, name, gateway_args=(), core_args=()):
         self.root = pathlib.Path(root) / name
         self.bin_dir = pathlib.Path(bin_dir)
         self.name = name
         self.gateway_args = list(gateway_args)
+        self.core_args = list(core_args)
         self.core_dir = self.root / "core"
         self.gateway_dir = self.root / "gw"
         self.socket_path = self.core_dir / "core.sock"
@@ -304,7 +305,8 @@ class Stack:
         self._spawn("core", [str(self.bin_dir / "licensing-core"), "--data-dir", str(self.core_dir),
                              "--listen", f"unix:{self.socket_path}", "--database", self.database.url,
                              "--csr-url", f"{self.url}/v1/enclave-certificates",
-                             "--enclave-port-range", f"{first_port}-{first_port + 99}"], self.core_log)
+                             "--enclave-port-range", f"{first_port}-{first_port + 99}", *self.core_args],
+                    self.core_log)
         wait_until(lambda: self.socket_path.exists() or not self._alive("core"), START_TIMEOUT_SECONDS,
                    "licensing-core's socket", self.logs)
         if not self._alive("core"):
