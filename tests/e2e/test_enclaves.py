@@ -1,6 +1,8 @@
-"""Enclaves end to end: two users, each with an enclave reached over mutual TLS; every
-credential of one user is refused by the other's enclave; certificates checked with the
-openssl command; the original prototype's flow; crash recovery of an enclave process."""
+"""Enclaves end to end, with two users who each reach their own enclave over mutual TLS.
+
+The other user's credentials are rejected by each enclave. Enclave certificates are
+checked with the openssl command. The file also covers the original prototype's flow and
+the recovery of a killed enclave process."""
 
 import os
 import signal
@@ -77,8 +79,8 @@ def test_foreign_client_certificate_refused(two_users):
     with pytest.raises(requests.exceptions.RequestException):
         response = session.get(alice["client"].endpoint + "/v1/whoami",
                                headers={"Authorization": f"Bearer {alice['client'].token}"}, timeout=15)
-        # A TLS 1.3 server may reject the certificate after the client's handshake ends;
-        # then the request itself fails. Reaching here with an answer is a failure too.
+        # A TLS 1.3 server may reject the certificate after the client's handshake ends,
+        # so the request itself fails. Reaching this line with a response is a failure too.
         pytest.fail(f"a foreign client certificate got HTTP {response.status_code}")
 
 

@@ -49,6 +49,6 @@ def test_prototype_flow_with_curl(prototype_stack):
     assert called["success"] is True
     assert called["enclave_id"] == login["enclaveName"]
 
-    status, refused = post_json(prototype_stack, login["accessPoint"] + "/enclave", {"username": username},
+    status, rejected = post_json(prototype_stack, login["accessPoint"] + "/enclave", {"username": username},
                                 "-H", "Authorization: Bearer not-a-token")
-    assert status == 401, refused
+    assert status == 401, rejected

@@ -12,9 +12,9 @@ def test_signup_limit_per_address(start_stack):
             created = client.post("/v1/users", json={"username": name, "password": password})
             assert created.status_code == 201, created.text
 
-        refused = client.post("/v1/users", json={"username": new_username("quota"), "password": password})
-        assert_problem(refused, 429, "too-many-signups")
-        assert int(refused.headers["Retry-After"]) >= 1
+        rejected = client.post("/v1/users", json={"username": new_username("quota"), "password": password})
+        assert_problem(rejected, 429, "too-many-signups")
+        assert int(rejected.headers["Retry-After"]) >= 1
 
         prototype = client.post("/signup", json={"username": new_username("quota"), "password": password})
         assert prototype.status_code == 429
