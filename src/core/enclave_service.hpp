@@ -63,6 +63,9 @@ class EnclaveManager {
                  const KeyHolder& keys, TokenPolicy token_policy, EnclavePolicy policy, CertificateObserver& observer);
   ~EnclaveManager();
 
+  // Hands every live instance the new JWKS (after a key rotation). Failures are logged.
+  void publish_jwks(const std::string& jwks_json);
+
   // One pass of reconciliation, then the monitor thread. Call once, before serving.
   void start();
   // Stops the monitor thread. Instances keep running; the next start adopts them.

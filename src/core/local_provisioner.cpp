@@ -183,6 +183,15 @@ Result<void, ProvisionError> LocalProvisioner::remove(std::string_view enclave_i
   return {};
 }
 
+Result<void, ProvisionError> LocalProvisioner::publish_jwks(std::string_view enclave_id, const std::string& jwks_json) {
+  const fs::path directory = config_.root / std::string(enclave_id);
+  if (!fs::exists(directory)) return fail(ProvisionError::io, fmt::format("no directory for enclave {}", enclave_id));
+  auto written = crypto::ossl::write_file_atomically(directory / kJwksFile, jwks_json, 0600);
+  if (!written) return fail(ProvisionError::io, written.error().detail);
+  for (const pid_t pid : find_processes(enclave_id)) ::kill(pid, SIGHUP);
+  return {};
+}
+
 Result<void, ProvisionError> LocalProvisioner::write_files(const fs::path& directory, const InstanceConfig& config) {
   auto write = [](const fs::path& path, std::string_view bytes) -> Result<void, ProvisionError> {
     auto written = crypto::ossl::write_file_atomically(path, bytes, 0600);

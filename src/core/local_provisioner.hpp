@@ -32,6 +32,8 @@ class LocalProvisioner final : public Provisioner {
   Result<void, ProvisionError> stop(std::string_view enclave_id) override;
   Result<void, ProvisionError> remove(std::string_view enclave_id) override;
   std::vector<std::string> running_instances() override;
+  // Rewrites the instance's jwks.json and sends it SIGHUP, which makes it reread the file.
+  Result<void, ProvisionError> publish_jwks(std::string_view enclave_id, const std::string& jwks_json) override;
   std::string endpoint(std::string_view enclave_id, std::uint16_t port) const override;
   std::vector<std::string> certificate_ip_addresses() const override;
 

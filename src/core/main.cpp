@@ -222,7 +222,10 @@ int serve(const CoreOptions& options) {
     // SIGHUP, or the periodic reload that makes a new key once the current one is older
     // than the rotation period.
     try {
-      keys.replace(open_keys(options));
+      auto reloaded = open_keys(options);
+      // Running enclaves get the new key set before any token is signed with a new key.
+      if (reloaded->jwks() != keys.get()->jwks()) enclaves.publish_jwks(reloaded->jwks().dump());
+      keys.replace(std::move(reloaded));
       info("signing_keys_reloaded", {{"signing_kid", keys.get()->current_kid()}});
     } catch (const std::exception& failure) {
       error("signing_keys_reload_failed", {{"error", failure.what()}});

@@ -53,6 +53,15 @@ class Provisioner {
   // The enclave ids of every instance that runs now, including instances that an earlier
   // run of licensing-core started.
   virtual std::vector<std::string> running_instances() = 0;
+
+  // Hands a running instance a new JWKS after the signing keys changed, so tokens signed
+  // by a new key verify there. The default does nothing, for provisioners whose instances
+  // read the JWKS some other way.
+  virtual Result<void, ProvisionError> publish_jwks(std::string_view enclave_id, const std::string& jwks_json) {
+    static_cast<void>(enclave_id);
+    static_cast<void>(jwks_json);
+    return {};
+  }
   // https://host:port as a client reaches the instance.
   virtual std::string endpoint(std::string_view enclave_id, std::uint16_t port) const = 0;
   // IP addresses to name in the enclave's certificate besides its DNS name.

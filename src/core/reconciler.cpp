@@ -103,6 +103,22 @@ bool EnclaveManager::is_healthy(const store::Enclave& enclave) {
   return response && response->status == 200;
 }
 
+void EnclaveManager::publish_jwks(const std::string& jwks_json) {
+  auto records = store_.list_all_enclaves();
+  if (!records) {
+    logging::error("jwks_publish_failed", {{"detail", records.error().detail}});
+    return;
+  }
+  for (const auto& enclave : *records) {
+    if (!store::is_live(enclave.state)) continue;
+    auto published = provisioner_.publish_jwks(enclave.id, jwks_json);
+    if (!published) {
+      logging::error("jwks_publish_failed", {{"enclave_id", enclave.id}, {"detail", published.error().detail}});
+    }
+  }
+  logging::info("jwks_published", {{"enclaves", records->size()}});
+}
+
 void EnclaveManager::reconcile() {
   std::lock_guard pass(reconcile_mutex_);
   auto records = store_.list_all_enclaves();
@@ -198,7 +214,13 @@ void EnclaveManager::reconcile_one(const store::Enclave& enclave, const std::set
   if (enclave.state != EnclaveState::starting) return;
   if (is_healthy(enclave)) {
     auto ready = store_.transition_enclave(enclave.id, EnclaveState::starting, EnclaveState::ready, {}, SystemClock::now());
-    if (ready) logging::info("enclave_ready", {{"enclave_id", enclave.id}});
+    if (ready) {
+      logging::info("enclave_ready", {{"enclave_id", enclave.id}});
+      // Only consecutive failures count towards max_restarts: an instance that became
+      // healthy again starts with a clean slate.
+      std::lock_guard lock(mutex_);
+      watches_[enclave.id].restarts = 0;
+    }
     return;
   }
   if (now - watch.starting_since > policy_.ready_deadline) {

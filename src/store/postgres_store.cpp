@@ -545,8 +545,13 @@ Result<void, StoreError> PostgresStore::set_enclave_certificate(std::string_view
 
 Result<void, StoreError> PostgresStore::insert_enclave_credential(const EnclaveCredential& credential) {
   return transact<void>("insert enclave credential", [&](pqxx::work& transaction) -> Result<void, StoreError> {
-    transaction.exec_params0("UPDATE enclave_credentials SET used_at = $1 WHERE enclave_id = $2 AND used_at IS NULL",
-                             to_unix_seconds(credential.issued_at), credential.enclave_id);
+    // A new bootstrap credential replaces older bootstrap ones only, so a restarted instance
+    // keeps its renewal credential. A new renewal credential follows a successful CSR and
+    // replaces every outstanding credential of the enclave.
+    transaction.exec_params0(
+        "UPDATE enclave_credentials SET used_at = $1 WHERE enclave_id = $2 AND used_at IS NULL "
+        "AND (kind = $3 OR $3 = 'renewal')",
+        to_unix_seconds(credential.issued_at), credential.enclave_id, std::string{to_column(credential.kind)});
     transaction.exec_params0(
         "INSERT INTO enclave_credentials (credential_hash, enclave_id, kind, issued_at, expires_at) "
         "VALUES ($1, $2, $3, $4, $5)",

@@ -626,11 +626,18 @@ Result<void, StoreError> SqliteStore::insert_enclave_credential(const EnclaveCre
   auto transaction = Transaction::begin(db_.get());
   if (!transaction) return std::unexpected(transaction.error());
 
+  // A new bootstrap credential replaces older bootstrap ones only, so a restarted instance
+  // keeps its renewal credential. A new renewal credential follows a successful CSR and
+  // replaces every outstanding credential of the enclave.
   auto revoke = prepare(
-      "UPDATE enclave_credentials SET used_at = ?1 WHERE enclave_id = ?2 AND used_at IS NULL",
+      "UPDATE enclave_credentials SET used_at = ?1 WHERE enclave_id = ?2 AND used_at IS NULL "
+      "AND (kind = ?3 OR ?3 = 'renewal')",
       "replace enclave credentials");
   if (!revoke) return std::unexpected(revoke.error());
-  auto revoked = revoke->bind(1, to_unix_seconds(credential.issued_at)).bind(2, credential.enclave_id).run();
+  auto revoked = revoke->bind(1, to_unix_seconds(credential.issued_at))
+                     .bind(2, credential.enclave_id)
+                     .bind(3, to_column(credential.kind))
+                     .run();
   if (!revoked) return revoked;
 
   auto insert = prepare(

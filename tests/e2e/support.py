@@ -300,8 +300,9 @@ class Stack:
         # --listen repeats the default address, so a stack starts even where the default is
         # broken; test_operations.py checks the default on its own.
         # Each stack draws enclave ports from its own block, so stacks on different
-        # databases do not hand out the same port.
-        first_port = 21000 + (self.port % 400) * 100
+        # databases do not hand out the same port. The blocks lie between the ports the
+        # core tests use (21000-22499) and the kernel's ephemeral range (from 32768).
+        first_port = 23000 + (self.port % 90) * 100
         self._spawn("core", [str(self.bin_dir / "licensing-core"), "--data-dir", str(self.core_dir),
                              "--listen", f"unix:{self.socket_path}", "--database", self.database.url,
                              "--csr-url", f"{self.url}/v1/enclave-certificates",

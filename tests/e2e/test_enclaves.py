@@ -278,3 +278,37 @@ def test_delete_twice(enclave_stack):
         assert not (enclave_stack.core_dir / "enclaves" / enclave["id"]).exists()
         token = client.post(f"/v1/enclaves/{enclave['id']}/token", headers=headers)
         assert_problem(token, 409, "enclave-conflict")
+
+
+def test_rotated_key_reaches_running_enclave(enclave_stack, two_users, bin_dir):
+    alice = two_users["alice"]
+    rotated = subprocess.run([str(bin_dir / "licensing-core"), "--data-dir", str(enclave_stack.core_dir), "--database",
+                              enclave_stack.database.url, "rotate-signing-key"], capture_output=True, text=True,
+                             timeout=60)
+    assert rotated.returncode == 0, rotated.stderr
+    enclave_stack.processes["core"].send_signal(signal.SIGHUP)
+
+    with enclave_stack.client() as client:
+        deadline = time.monotonic() + 30
+        keys = []
+        while time.monotonic() < deadline:
+            keys = client.get("/.well-known/jwks.json").json()["keys"]
+            if len(keys) >= 2:
+                break
+            time.sleep(0.2)
+        assert len(keys) >= 2, "the core did not publish the new key"
+        minted = client.post(f"/v1/enclaves/{alice['enclave']['id']}/token", headers=alice["headers"])
+        assert minted.status_code == 200, minted.text
+        new_token = minted.json()["access_token"]
+
+    # The enclave rereads its JWKS on SIGHUP; poll briefly for it to take effect.
+    deadline = time.monotonic() + 10
+    response = None
+    while time.monotonic() < deadline:
+        response = alice["client"].request("GET", "/v1/whoami", token=new_token)
+        if response.status_code == 200:
+            break
+        time.sleep(0.2)
+    assert response is not None and response.status_code == 200, response.text
+    old = alice["client"].request("GET", "/v1/whoami")
+    assert old.status_code == 200, "a token signed by the previous key must stay valid"
