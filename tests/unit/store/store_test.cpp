@@ -1005,6 +1005,22 @@ TEST_P(EnclaveStoreTest, NewCredentialReplacesOld) {
   EXPECT_EQ(current->kind, CredentialKind::renewal);
 }
 
+TEST_P(EnclaveStoreTest, BootstrapKeepsRenewalCredential) {
+  ASSERT_EQ(insert(make_enclave("e1", "alice")).outcome, EnclaveInsertOutcome::created);
+  ASSERT_TRUE(store_->insert_enclave_credential(make_credential("renewal-1", "e1", CredentialKind::renewal)));
+  ASSERT_TRUE(store_->insert_enclave_credential(make_credential("bootstrap-1", "e1")));
+  ASSERT_TRUE(store_->insert_enclave_credential(make_credential("bootstrap-2", "e1")));
+
+  // A restart's bootstrap credential replaces the earlier bootstrap only.
+  auto earlier_bootstrap = store_->consume_enclave_credential("bootstrap-1", "e1", kNow);
+  ASSERT_TRUE(earlier_bootstrap);
+  EXPECT_EQ(earlier_bootstrap->outcome, CredentialOutcome::used);
+  auto renewal = store_->consume_enclave_credential("renewal-1", "e1", kNow);
+  ASSERT_TRUE(renewal);
+  EXPECT_EQ(renewal->outcome, CredentialOutcome::consumed);
+  EXPECT_EQ(renewal->kind, CredentialKind::renewal);
+}
+
 TEST_P(EnclaveStoreTest, CredentialOfUnknownEnclaveNotFound) {
   auto orphan = store_->insert_enclave_credential(make_credential("hash-1", "e9"));
   ASSERT_FALSE(orphan);
