@@ -315,7 +315,8 @@ Result<licensing::v1::MintAccessTokenResponse, EnclaveError> EnclaveManager::min
 
 Result<licensing::v1::SignEnclaveCsrResponse, EnclaveError> EnclaveManager::sign_csr(const std::string& enclave_id,
                                                                                      const std::string& credential,
-                                                                                     const std::string& csr_pem) {
+                                                                                     const std::string& csr_pem,
+                                                                                     std::string_view credential_kind) {
   if (!is_uuid(enclave_id)) return fail(EnclaveError::invalid_argument, "enclave_id must be a lowercase UUID");
   if (auto checked = check_p256_csr(csr_pem); !checked) return std::unexpected(checked.error());
   if (!is_credential_shaped(credential)) return fail(EnclaveError::unauthenticated, "invalid enclave credential");
@@ -328,6 +329,12 @@ Result<licensing::v1::SignEnclaveCsrResponse, EnclaveError> EnclaveManager::sign
                           : consumed->outcome == store::CredentialOutcome::expired ? "expired"
                                                                                    : "unknown";
     logging::warn("enclave_credential_rejected", {{"enclave_id", enclave_id}, {"outcome", outcome}});
+    return fail(EnclaveError::unauthenticated, "invalid enclave credential");
+  }
+  const std::string_view consumed_kind = consumed->kind == store::CredentialKind::bootstrap ? "bootstrap" : "renewal";
+  if (!credential_kind.empty() && credential_kind != consumed_kind) {
+    // The credential is used up all the same: presenting it under the wrong scheme is misuse.
+    logging::warn("enclave_credential_rejected", {{"enclave_id", enclave_id}, {"outcome", "wrong_scheme"}});
     return fail(EnclaveError::unauthenticated, "invalid enclave credential");
   }
 
@@ -445,7 +452,8 @@ grpc::Status EnclaveServiceImpl::MintEnclaveToken(grpc::ServerContext*,
 
 grpc::Status EnclaveServiceImpl::SignEnclaveCsr(grpc::ServerContext*, const licensing::v1::SignEnclaveCsrRequest* request,
                                                 licensing::v1::SignEnclaveCsrResponse* response) {
-  auto signed_csr = manager_.sign_csr(request->enclave_id(), request->credential(), request->csr_pem());
+  auto signed_csr =
+      manager_.sign_csr(request->enclave_id(), request->credential(), request->csr_pem(), request->credential_kind());
   if (!signed_csr) return to_status(signed_csr.error());
   *response = std::move(*signed_csr);
   return grpc::Status::OK;

@@ -80,7 +80,8 @@ class EnclaveManager {
                                                                           const std::string& session_id);
   Result<licensing::v1::SignEnclaveCsrResponse, EnclaveError> sign_csr(const std::string& enclave_id,
                                                                        const std::string& credential,
-                                                                       const std::string& csr_pem);
+                                                                       const std::string& csr_pem,
+                                                                       std::string_view credential_kind = {});
   Result<licensing::v1::IssueClientCertificateResponse, EnclaveError> issue_client_certificate(
       const std::string& owner_id, const std::string& csr_pem);
 

@@ -185,8 +185,10 @@ Result<AccessToken, CoreError> CoreClient::mint_enclave_token(const std::string&
 
 Result<licensing::v1::SignEnclaveCsrResponse, CoreError> CoreClient::sign_enclave_csr(const std::string& enclave_id,
                                                                                       const std::string& credential,
-                                                                                      const std::string& csr_pem) {
+                                                                                      const std::string& csr_pem,
+                                                                                      const std::string& credential_kind) {
   licensing::v1::SignEnclaveCsrRequest request;
+  request.set_credential_kind(credential_kind);
   request.set_enclave_id(enclave_id);
   request.set_credential(credential);
   request.set_csr_pem(csr_pem);

@@ -73,7 +73,8 @@ class CoreClient {
                                                     const std::string& session_id);
   Result<licensing::v1::SignEnclaveCsrResponse, CoreError> sign_enclave_csr(const std::string& enclave_id,
                                                                             const std::string& credential,
-                                                                            const std::string& csr_pem);
+                                                                            const std::string& csr_pem,
+                                                                            const std::string& credential_kind);
   Result<licensing::v1::IssueClientCertificateResponse, CoreError> issue_client_certificate(
       const std::string& owner_id, const std::string& csr_pem);
 

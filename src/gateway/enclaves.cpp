@@ -186,7 +186,7 @@ struct EnclavesApi::Impl {
       co_return problem(400, "invalid-request", "Invalid request", "enclave_id must be a UUID and csr_pem at most 8 KiB");
     }
 
-    auto signed_certificate = deps.core.sign_enclave_csr((*members)[0], credential, (*members)[1]);
+    auto signed_certificate = deps.core.sign_enclave_csr((*members)[0], credential, (*members)[1], scheme);
     if (!signed_certificate) {
       count("enclave_certificate", "error");
       if (signed_certificate.error().code == CoreError::unauthenticated || signed_certificate.error().code == CoreError::not_found) {

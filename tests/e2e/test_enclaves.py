@@ -312,3 +312,14 @@ def test_rotated_key_reaches_running_enclave(enclave_stack, two_users, bin_dir):
     assert response is not None and response.status_code == 200, response.text
     old = alice["client"].request("GET", "/v1/whoami")
     assert old.status_code == 200, "a token signed by the previous key must stay valid"
+
+
+def test_credential_scheme_must_match(enclave_stack, two_users):
+    alice = two_users["alice"]
+    enclave_id = alice["enclave"]["id"]
+    renewal = (enclave_stack.core_dir / "enclaves" / enclave_id / "renewal-credential").read_text().strip()
+    _, csr_pem = make_key_and_csr()
+    with enclave_stack.client() as client:
+        wrong = client.post("/v1/enclave-certificates", headers={"Authorization": f"Bootstrap {renewal}"},
+                            json={"enclave_id": enclave_id, "csr_pem": csr_pem})
+        assert_problem(wrong, 401, "invalid-credential")
