@@ -10,6 +10,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <set>
 
 #include <cerrno>
@@ -114,28 +115,34 @@ std::multimap<std::string, pid_t> LocalProvisioner::scan_processes() {
   return found;
 }
 
-std::vector<std::string> LocalProvisioner::running_instances() {
-  std::set<std::string> ids;
-  for (const auto& [id, pid] : scan_processes()) ids.insert(id);
+std::multimap<std::string, pid_t> LocalProvisioner::live_processes() {
+  auto found = scan_processes();
 
   // A child between fork and exec still shows this program's environment, so the scan
-  // misses it; the children this run started count as running until they are reaped.
-  {
-    std::lock_guard lock(mutex_);
-    for (const auto& [pid, id] : children_) {
-      // WNOWAIT leaves an exited child for the code that reaps it and records its status.
-      siginfo_t info{};
-      if (::waitid(P_PID, static_cast<id_t>(pid), &info, WEXITED | WNOHANG | WNOWAIT) == 0 && info.si_pid == 0) {
-        ids.insert(id);
-      }
+  // misses it; the children this run started count as live until they exit.
+  std::lock_guard lock(mutex_);
+  for (const auto& [pid, id] : children_) {
+    // WNOWAIT leaves an exited child for the code that reaps it and records its status.
+    siginfo_t info{};
+    if (::waitid(P_PID, static_cast<id_t>(pid), &info, WEXITED | WNOHANG | WNOWAIT) != 0 || info.si_pid != 0) {
+      continue;
     }
+    const auto [first, last] = found.equal_range(id);
+    const bool listed = std::any_of(first, last, [pid](const auto& entry) { return entry.second == pid; });
+    if (!listed) found.emplace(id, pid);
   }
+  return found;
+}
+
+std::vector<std::string> LocalProvisioner::running_instances() {
+  std::set<std::string> ids;
+  for (const auto& [id, pid] : live_processes()) ids.insert(id);
   return {ids.begin(), ids.end()};
 }
 
 std::vector<pid_t> LocalProvisioner::find_processes(std::string_view enclave_id) {
   std::vector<pid_t> pids;
-  const auto processes = scan_processes();
+  const auto processes = live_processes();
   const auto [first, last] = processes.equal_range(std::string(enclave_id));
   for (auto it = first; it != last; ++it) pids.push_back(it->second);
   return pids;

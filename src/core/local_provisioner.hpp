@@ -43,6 +43,8 @@ class LocalProvisioner final : public Provisioner {
  private:
   // Every live process whose environment marks it as an instance under root_, by id.
   std::multimap<std::string, pid_t> scan_processes();
+  // scan_processes plus this run's children that have not exited yet.
+  std::multimap<std::string, pid_t> live_processes();
   // Reaps children of this process that have exited, so they stop showing up as zombies.
   void reap_children();
   Result<void, ProvisionError> write_files(const std::filesystem::path& directory, const InstanceConfig& config);
