@@ -357,6 +357,19 @@ Result<licensing::v1::SignEnclaveCsrResponse, EnclaveError> EnclaveManager::sign
                 std::string(crypto::to_string(issued.error().code)));
   }
 
+  // A certificate that cannot be measured is never handed out. Its credential is used up,
+  // so the reconciler restarts the enclave with a new one once its ready deadline passes.
+  auto leaf = crypto::ossl::certificate_from_pem(issued->certificate_pem);
+  if (!leaf) return fail(EnclaveError::internal, "the issued certificate does not parse");
+  auto der = crypto::ossl::certificate_to_der(leaf->get());
+  if (!der) return fail(EnclaveError::internal, "the issued certificate does not encode");
+  auto measured = observer_.on_enclave_certificate({enclave_id, (*enclave)->owner_id, *der, issued->chain_pem});
+  if (!measured) {
+    logging::error("enclave_certificate_unmeasured", {{"enclave_id", enclave_id}, {"detail", measured.error().detail}});
+    return fail(measured.error().code == MeasurementError::unavailable ? EnclaveError::unavailable : EnclaveError::internal,
+                "the certificate could not be measured: " + measured.error().detail);
+  }
+
   auto recorded = store_.set_enclave_certificate(enclave_id, issued->not_after, now);
   if (!recorded) return store_failure(recorded.error());
   NewCredential renewal = make_credential();
@@ -365,11 +378,6 @@ Result<licensing::v1::SignEnclaveCsrResponse, EnclaveError> EnclaveManager::sign
       {renewal.hash_hex, enclave_id, store::CredentialKind::renewal, now, issued->not_after});
   if (!stored) return store_failure(stored.error());
 
-  auto leaf = crypto::ossl::certificate_from_pem(issued->certificate_pem);
-  if (leaf) {
-    auto der = crypto::ossl::certificate_to_der(leaf->get());
-    if (der) observer_.on_enclave_certificate(enclave_id, (*enclave)->owner_id, *der);
-  }
   logging::info("enclave_certificate_issued", {{"enclave_id", enclave_id},
                                                {"serial", issued->serial_hex},
                                                {"credential", consumed->kind == store::CredentialKind::bootstrap

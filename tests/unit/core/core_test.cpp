@@ -132,10 +132,10 @@ std::pair<int, std::string> to_reply(const Result<licensing::v1::SignEnclaveCsrR
 // Records every certificate the manager reports.
 class CountingObserver final : public CertificateObserver {
  public:
-  void on_enclave_certificate(std::string_view enclave_id, std::string_view owner_id,
-                              std::span<const std::uint8_t> der) override {
+  Result<void, MeasurementError> on_enclave_certificate(const IssuedEnclaveCertificate& issued) override {
     std::lock_guard lock(mutex_);
-    seen_.push_back({std::string(enclave_id), std::string(owner_id), der.size()});
+    seen_.push_back({std::string(issued.enclave_id), std::string(issued.owner_id), issued.der.size()});
+    return {};
   }
   std::size_t count() {
     std::lock_guard lock(mutex_);
