@@ -81,6 +81,20 @@ EnclaveManager::EnclaveManager(store::Store& store, Provisioner& provisioner, cr
     : store_(store),
       provisioner_(provisioner),
       authority_(authority),
+      builtin_issuer_(std::make_unique<BuiltinIssuer>(authority)),
+      issuer_(builtin_issuer_.get()),
+      keys_(keys),
+      token_policy_(std::move(token_policy)),
+      policy_(std::move(policy)),
+      observer_(observer) {}
+
+EnclaveManager::EnclaveManager(store::Store& store, Provisioner& provisioner, crypto::CertificateAuthority& authority,
+                               EnclaveIssuer& issuer, const KeyHolder& keys, TokenPolicy token_policy,
+                               EnclavePolicy policy, CertificateObserver& observer)
+    : store_(store),
+      provisioner_(provisioner),
+      authority_(authority),
+      issuer_(&issuer),
       keys_(keys),
       token_policy_(std::move(token_policy)),
       policy_(std::move(policy)),
@@ -344,17 +358,20 @@ Result<licensing::v1::SignEnclaveCsrResponse, EnclaveError> EnclaveManager::sign
     return fail(EnclaveError::not_ready, "the enclave is not starting or ready");
   }
 
-  crypto::ServerCertificateRequest request;
+  EnclaveCertificateRequest request;
+  request.enclave_id = enclave_id;
   request.csr_pem = csr_pem;
   request.dns_names = {enclave_dns_name(enclave_id)};
   request.ip_addresses = provisioner_.certificate_ip_addresses();
   request.lifetime = policy_.certificate_lifetime;
-  auto issued = authority_.issue_server_certificate(request);
+  auto issued = issuer_->issue(request);
   if (!issued) {
     logging::error("enclave_certificate_failed", {{"enclave_id", enclave_id}, {"detail", issued.error().detail}});
-    return fail(issued.error().code == crypto::CertificateError::invalid_csr ? EnclaveError::invalid_argument
-                                                                              : EnclaveError::internal,
-                std::string(crypto::to_string(issued.error().code)));
+    const IssuerError code = issued.error().code;
+    return fail(code == IssuerError::invalid_csr                                    ? EnclaveError::invalid_argument
+                : code == IssuerError::timed_out || code == IssuerError::unavailable ? EnclaveError::unavailable
+                                                                                     : EnclaveError::internal,
+                std::string(to_string(code)));
   }
 
   // A certificate that cannot be measured is never handed out. Its credential is used up,

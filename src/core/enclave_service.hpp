@@ -22,6 +22,7 @@
 
 #include "common/error.hpp"
 #include "core/certificate_observer.hpp"
+#include "core/enclave_issuer.hpp"
 #include "core/provisioner.hpp"
 #include "core/token_service.hpp"
 #include "crypto/ca.hpp"
@@ -59,8 +60,14 @@ struct EnclavePolicy {
 
 class EnclaveManager {
  public:
+  // Enclave certificates are signed by `authority` (the built-in issuer).
   EnclaveManager(store::Store& store, Provisioner& provisioner, crypto::CertificateAuthority& authority,
                  const KeyHolder& keys, TokenPolicy token_policy, EnclavePolicy policy, CertificateObserver& observer);
+  // Enclave certificates are signed by `issuer`. `authority` still signs client
+  // certificates and provides the root that instances trust.
+  EnclaveManager(store::Store& store, Provisioner& provisioner, crypto::CertificateAuthority& authority,
+                 EnclaveIssuer& issuer, const KeyHolder& keys, TokenPolicy token_policy, EnclavePolicy policy,
+                 CertificateObserver& observer);
   ~EnclaveManager();
 
   // Hands every live instance the new JWKS (after a key rotation). Failures are logged.
@@ -115,6 +122,8 @@ class EnclaveManager {
   store::Store& store_;
   Provisioner& provisioner_;
   crypto::CertificateAuthority& authority_;
+  std::unique_ptr<EnclaveIssuer> builtin_issuer_;  // set when no issuer was passed in
+  EnclaveIssuer* issuer_;
   const KeyHolder& keys_;
   TokenPolicy token_policy_;
   EnclavePolicy policy_;
