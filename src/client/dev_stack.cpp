@@ -191,7 +191,7 @@ int dev_up(const DevUpOptions& options) {
   const fs::path ca_bundle = directory / "gateway" / "tls" / "ca.pem";
   const bool ready = wait_for(
       [&] {
-        auto response = send({"GET", url + "/readyz", {}, {}, {}}, {ca_bundle.string(), 5s, {}, {}});
+        auto response = send({"GET", url + "/readyz", {}, {}, {}}, {ca_bundle.string(), 5s, {}, {}, {}});
         return response && response->status == 200;
       },
       30s);

@@ -9,6 +9,7 @@
 #include <boost/beast/http.hpp>
 #include <boost/beast/ssl.hpp>
 #include <openssl/err.h>
+#include <openssl/x509.h>
 
 #include <algorithm>
 #include <cctype>
@@ -131,6 +132,26 @@ Result<HttpResponse, HttpError> send(const HttpRequest& request, const HttpOptio
   if (error) {
     ERR_clear_error();
     return fail(HttpError::connect, "TLS handshake with " + url->host + " failed: " + error.message());
+  }
+  if (!options.pinned_certificate_der.empty()) {
+    // The peer's leaf must be the pinned certificate byte for byte; a chain that merely
+    // contains it further up does not count. Nothing is sent before this check.
+    X509* peer = SSL_get0_peer_certificate(stream.native_handle());
+    std::vector<std::uint8_t> peer_der;
+    if (peer != nullptr) {
+      const int size = i2d_X509(peer, nullptr);
+      if (size > 0) {
+        peer_der.resize(static_cast<std::size_t>(size));
+        unsigned char* out = peer_der.data();
+        i2d_X509(peer, &out);
+      }
+    }
+    if (peer_der != options.pinned_certificate_der) {
+      stream.shutdown(error);
+      ERR_clear_error();
+      return fail(HttpError::certificate_mismatch,
+                  url->host + " presented a certificate other than the attested one; nothing was sent");
+    }
   }
   auto result = exchange(stream, *url, request);
   stream.shutdown(error);  // A peer that closes without close_notify is not an error here.

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <chrono>
+#include <cstdint>
 #include <map>
 #include <string>
 #include <vector>
@@ -15,6 +16,7 @@ enum class HttpError {
   invalid_url,   // not http(s)://host:port/..., or plain HTTP to a non-loopback host
   connect,       // DNS, TCP or TLS handshake failed (including certificate verification)
   io,            // the connection failed mid-request, or timed out
+  certificate_mismatch,  // the server's leaf certificate is not the pinned one
 };
 
 struct HttpResponse {
@@ -37,6 +39,9 @@ struct HttpOptions {
   // A client certificate chain and its key (PEM files) for mutual TLS; empty: none.
   std::string client_certificate_file;
   std::string client_key_file;
+  // When set, the server's leaf certificate (DER) must equal these bytes, checked after
+  // the handshake and before the request is sent.
+  std::vector<std::uint8_t> pinned_certificate_der;
 };
 
 Result<HttpResponse, HttpError> send(const HttpRequest& request, const HttpOptions& options);

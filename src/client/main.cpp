@@ -8,16 +8,22 @@
 #include <unistd.h>
 
 #include <cstdlib>
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <iomanip>
 #include <iostream>
 #include <optional>
+#include <regex>
+#include <sstream>
 #include <string>
 #include <thread>
 
 #include "client/dev_stack.hpp"
+#include "client/attestation.hpp"
 #include "client/https_client.hpp"
+#include "common/base64url.hpp"
+#include "crypto/openssl.hpp"
 #include "common/secret.hpp"
 #include "crypto/ca.hpp"
 
@@ -142,7 +148,7 @@ HttpResponse call(const GlobalOptions& options, const std::string& method, const
                   const std::string& bearer = {}) {
   HttpRequest request{method, options.gateway_url + path, {}, std::move(body), "application/json"};
   if (!bearer.empty()) request.headers.emplace_back("Authorization", "Bearer " + bearer);
-  auto response = licensing::client::send(request, HttpOptions{options.ca_bundle, std::chrono::seconds(30), {}, {}});
+  auto response = licensing::client::send(request, HttpOptions{options.ca_bundle, std::chrono::seconds(30), {}, {}, {}});
   licensing::wipe_string(request.body);
   if (!response) throw std::runtime_error(response.error().detail);
   return std::move(*response);
@@ -253,7 +259,7 @@ HttpResponse authorized_call(GlobalOptions& options, const fs::path& session_fil
   const auto send_once = [&] {
     HttpRequest request{method, options.gateway_url + path, headers, body, "application/json"};
     request.headers.emplace_back("Authorization", "Bearer " + session->access_token);
-    auto response = licensing::client::send(request, HttpOptions{options.ca_bundle, std::chrono::seconds(90), {}, {}});
+    auto response = licensing::client::send(request, HttpOptions{options.ca_bundle, std::chrono::seconds(90), {}, {}, {}});
     if (!response) throw std::runtime_error(response.error().detail);
     return std::move(*response);
   };
@@ -366,12 +372,74 @@ std::pair<fs::path, fs::path> client_certificate(GlobalOptions& options, const f
   return {certificate_file, key_file};
 }
 
-int enclave_call(GlobalOptions& options, const fs::path& session_file, const std::string& id, const std::string& method,
-                 const std::string& path, const std::string& data) {
-  if (!path.starts_with("/")) throw std::runtime_error("the enclave path must start with /");
+// Parses the endpoint https://host:port into its host.
+std::string endpoint_host(const std::string& endpoint) {
+  std::string rest = endpoint.starts_with("https://") ? endpoint.substr(8) : endpoint;
+  rest = rest.substr(0, rest.find('/'));
+  if (rest.starts_with("[")) return rest.substr(1, rest.find(']') - 1);
+  return rest.substr(0, rest.rfind(':'));
+}
+
+struct AttestedEnclave {
+  nlohmann::json enclave;
+  licensing::client::AttestationReport report;
+};
+
+// Fetches the enclave and its attestation for a fresh nonce, and verifies both against the
+// trust store. Prints each check when `verbose`; throws when a step other than a check fails.
+AttestedEnclave attest(GlobalOptions& options, const fs::path& session_file, const fs::path& trust_file,
+                       const std::string& id, bool verbose) {
   const auto shown = authorized_call(options, session_file, "GET", "/v1/enclaves/" + id);
-  if (shown.status != 200) return report_problem(shown);
-  const auto enclave = nlohmann::json::parse(shown.body);
+  if (shown.status != 200) {
+    report_problem(shown);
+    throw std::runtime_error("cannot read enclave " + id);
+  }
+  AttestedEnclave attested{nlohmann::json::parse(shown.body), {}};
+  const std::string endpoint = attested.enclave.value("endpoint", "");
+
+  auto trust = licensing::client::TrustStore::load(trust_file);
+  if (!trust) throw std::runtime_error(trust.error().detail);
+
+  std::vector<std::uint8_t> nonce(32);
+  if (!licensing::crypto::ossl::random_bytes(nonce)) throw std::runtime_error("the random number generator failed");
+  const auto started = std::chrono::steady_clock::now();
+  const auto response = authorized_call(options, session_file, "GET",
+                                        "/v1/enclaves/" + id + "/attestation?nonce=" + licensing::base64url::encode(nonce));
+  if (response.status != 200) {
+    report_problem(response);
+    throw std::runtime_error("the server did not attest enclave " + id);
+  }
+  const auto evidence = nlohmann::json::parse(response.body, nullptr, false);
+  const licensing::client::EnclaveExpectation expected{id, endpoint_host(endpoint), nonce, std::chrono::system_clock::now()};
+  attested.report = licensing::client::verify_enclave_attestation(evidence, expected, *trust);
+  const auto milliseconds = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - started).count();
+
+  if (verbose) {
+    std::cout << "attestation of enclave " << id << " at " << endpoint << " (nonce of " << nonce.size() << " bytes, "
+              << std::fixed << std::setprecision(0) << milliseconds << " ms)\n";
+    for (const auto& check : attested.report.checks) {
+      std::cout << "  [" << (check.passed ? " ok " : "FAIL") << "] " << check.name << ": " << check.detail << "\n";
+    }
+    std::cout << (attested.report.verified ? "verdict: attested\n" : "verdict: NOT attested (" + attested.report.failed_check() + ")\n");
+  }
+  return attested;
+}
+
+int enclave_attest(GlobalOptions& options, const fs::path& session_file, const fs::path& trust_file, const std::string& id) {
+  const auto attested = attest(options, session_file, trust_file, id, true);
+  return attested.report.verified ? 0 : 1;
+}
+
+int enclave_call(GlobalOptions& options, const fs::path& session_file, const fs::path& trust_file, const std::string& id,
+                 const std::string& method, const std::string& path, const std::string& data, bool verbose) {
+  if (!path.starts_with("/")) throw std::runtime_error("the enclave path must start with /");
+  const auto attested = attest(options, session_file, trust_file, id, verbose);
+  if (!attested.report.verified) {
+    std::cerr << "error: enclave " << id << " failed attestation (" << attested.report.failed_check()
+              << "); nothing was sent. Run `licensectl enclave attest " << id << "` for every check\n";
+    return 1;
+  }
+  const auto& enclave = attested.enclave;
   if (enclave.value("state", "") != "ready") throw std::runtime_error("the enclave is " + enclave.value("state", "") + ", not ready");
 
   const auto [certificate_file, key_file] = client_certificate(options, session_file, id);
@@ -379,12 +447,13 @@ int enclave_call(GlobalOptions& options, const fs::path& session_file, const std
   if (minted.status != 200) return report_problem(minted);
   const auto token = nlohmann::json::parse(minted.body).value("access_token", "");
 
-  // NOTE: the enclave's certificate is verified against the licensing CA and its address
-  // only; pinning it to a TPM-attested certificate is not implemented yet.
+  // The connection is accepted only when the enclave presents the attested certificate.
+  auto trust = licensing::client::TrustStore::load(trust_file);
+  const std::string ca_bundle = trust && !trust->ca_bundles.empty() ? trust->ca_bundles.front() : options.ca_bundle;
   HttpRequest request{method, enclave.value("endpoint", "") + path, {{"Authorization", "Bearer " + token}}, data,
                       "application/octet-stream"};
-  auto response = licensing::client::send(
-      request, HttpOptions{options.ca_bundle, std::chrono::seconds(30), certificate_file.string(), key_file.string()});
+  auto response = licensing::client::send_attested(
+      request, attested.report, HttpOptions{ca_bundle, std::chrono::seconds(30), certificate_file.string(), key_file.string(), {}});
   if (!response) throw std::runtime_error(response.error().detail);
   if (response->body.empty()) {
     std::cout << "HTTP " << response->status << "\n";
@@ -396,6 +465,73 @@ int enclave_call(GlobalOptions& options, const fs::path& session_file, const std
     std::cerr << "error: the enclave answered HTTP " << response->status << "\n";
     return 1;
   }
+  return 0;
+}
+
+// licensectl trust: the pinned attestation keys, CA bundles and allowed images.
+int trust_change(const fs::path& trust_file, const std::string& kind, const std::string& action, std::string value) {
+  auto trust = licensing::client::TrustStore::load(trust_file);
+  if (!trust) throw std::runtime_error(trust.error().detail);
+  std::vector<std::string>* list = nullptr;
+  if (kind == "ak") {
+    static const std::regex fingerprint("sha256:[0-9a-f]{64}");
+    if (action == "add" && !std::regex_match(value, fingerprint)) {
+      throw std::runtime_error("an AK fingerprint looks like sha256:<64 lowercase hex digits>, as licensing-core prints it");
+    }
+    list = &trust->attestation_keys;
+  } else if (kind == "ca") {
+    if (action == "add") {
+      std::error_code error;
+      const auto absolute = fs::absolute(value, error);
+      std::ifstream in(absolute);
+      std::stringstream content;
+      content << in.rdbuf();
+      if (!in || content.str().find("-----BEGIN CERTIFICATE-----") == std::string::npos) {
+        throw std::runtime_error("cannot read a PEM certificate from " + value);
+      }
+      value = absolute.string();
+    }
+    list = &trust->ca_bundles;
+  } else {
+    static const std::regex digest("[0-9a-f]{64}");
+    if (action == "add" && !std::regex_match(value, digest)) {
+      throw std::runtime_error("an image digest is 64 lowercase hex digits (SHA-256)");
+    }
+    list = &trust->allowed_image_sha256;
+  }
+  const auto found = std::find(list->begin(), list->end(), value);
+  if (action == "add" && found == list->end()) list->push_back(value);
+  if (action == "remove") {
+    if (found == list->end()) throw std::runtime_error(value + " is not in the trust store");
+    list->erase(found);
+  }
+  auto saved = trust->save(trust_file);
+  if (!saved) throw std::runtime_error(saved.error().detail);
+  std::cout << (action == "add" ? "trusted " : "removed ") << kind << " " << value << " (" << trust_file.string() << ")\n";
+  return 0;
+}
+
+int trust_list(const fs::path& trust_file) {
+  auto trust = licensing::client::TrustStore::load(trust_file);
+  if (!trust) throw std::runtime_error(trust.error().detail);
+  std::cout << "trust store " << trust_file.string() << "\n";
+  for (const auto& key : trust->attestation_keys) std::cout << "ak     " << key << "\n";
+  for (const auto& bundle : trust->ca_bundles) std::cout << "ca     " << bundle << "\n";
+  for (const auto& image : trust->allowed_image_sha256) std::cout << "image  " << image << "\n";
+  for (const auto& [index, value] : trust->boot_pcrs) std::cout << "pcr    " << index << " " << value << "\n";
+  return 0;
+}
+
+// Shows the server's attestation key, to compare with what licensing-core printed.
+int attestation_key(GlobalOptions& options, const fs::path& session_file) {
+  resolve_gateway(options, load_session(session_file));
+  const auto response = call(options, "GET", "/v1/attestation/key", {});
+  if (response.status != 200) return report_problem(response);
+  const auto key = nlohmann::json::parse(response.body);
+  std::cout << "fingerprint: " << key.value("fingerprint", "") << "\n"
+            << "name:        " << key.value("name", "") << "\n"
+            << "EK certificate: " << (key.contains("ek_certificate_pem") ? "present" : "none") << "\n"
+            << key.value("public_key_pem", "");
   return 0;
 }
 
@@ -415,6 +551,8 @@ int main(int argc, char** argv) {
   app.add_option("--ca-bundle", options.ca_bundle, "CA bundle (PEM) that the gateway's certificate chains to");
   app.add_option("--stack", options.stack_file, "stack.json written by `licensectl dev up` (or LICENSECTL_STACK)");
   app.add_option("--session", options.session_file, "Session file for tokens (default ~/.config/licensectl/session.json)");
+  std::string trust_store_file;
+  app.add_option("--trust-store", trust_store_file, "Trust store file (default ~/.config/licensectl/trust.json)");
 
   std::string username;
   auto* signup_command = app.add_subcommand("signup", "Create an account");
@@ -444,6 +582,24 @@ int main(int argc, char** argv) {
       ->check(CLI::IsMember({"GET", "PUT", "POST", "DELETE"}));
   enclave_call_command->add_option("path", call_path, "Request path, such as /v1/secrets/NAME")->required();
   enclave_call_command->add_option("--data", call_data, "Request body");
+  bool call_verbose = false;
+  enclave_call_command->add_flag("--verbose", call_verbose, "Print every attestation check before the call");
+  auto* enclave_attest_command = enclave->add_subcommand(
+      "attest", "Verify the enclave's TPM quote and certificate against the trust store; exit 0 only when all checks pass");
+  enclave_attest_command->add_option("id", enclave_id, "Enclave id")->required();
+
+  auto* trust = app.add_subcommand("trust", "Manage pinned attestation keys, CA bundles and allowed enclave images");
+  trust->require_subcommand(1);
+  std::string trust_kind, trust_value;
+  auto* trust_add = trust->add_subcommand("add", "Trust an attestation key (ak), a CA bundle file (ca) or an image digest (image)");
+  trust_add->add_option("kind", trust_kind, "ak, ca or image")->required()->check(CLI::IsMember({"ak", "ca", "image"}));
+  trust_add->add_option("value", trust_value, "sha256:<hex> AK fingerprint, PEM file, or SHA-256 hex")->required();
+  auto* trust_remove = trust->add_subcommand("remove", "Stop trusting an attestation key, CA bundle or image digest");
+  trust_remove->add_option("kind", trust_kind, "ak, ca or image")->required()->check(CLI::IsMember({"ak", "ca", "image"}));
+  trust_remove->add_option("value", trust_value, "The value as `licensectl trust list` shows it")->required();
+  auto* trust_list_command = trust->add_subcommand("list", "Show the trust store");
+  auto* attestation_key_command =
+      app.add_subcommand("attestation-key", "Show the server's attestation key, to compare before pinning it");
 
   auto* dev = app.add_subcommand("dev", "Run the embedded stack (SQLite, built-in CA) in the background");
   dev->require_subcommand(1);
@@ -477,9 +633,16 @@ int main(int argc, char** argv) {
     if (enclave_list_command->parsed()) return enclave_list(options, session_file);
     if (enclave_show_command->parsed()) return enclave_show(options, session_file, enclave_id);
     if (enclave_delete_command->parsed()) return enclave_delete(options, session_file, enclave_id);
+    const fs::path trust_file =
+        trust_store_file.empty() ? licensing::client::default_trust_store_file() : fs::path(trust_store_file);
     if (enclave_call_command->parsed()) {
-      return enclave_call(options, session_file, enclave_id, call_method, call_path, call_data);
+      return enclave_call(options, session_file, trust_file, enclave_id, call_method, call_path, call_data, call_verbose);
     }
+    if (enclave_attest_command->parsed()) return enclave_attest(options, session_file, trust_file, enclave_id);
+    if (trust_add->parsed()) return trust_change(trust_file, trust_kind, "add", trust_value);
+    if (trust_remove->parsed()) return trust_change(trust_file, trust_kind, "remove", trust_value);
+    if (trust_list_command->parsed()) return trust_list(trust_file);
+    if (attestation_key_command->parsed()) return attestation_key(options, session_file);
   } catch (const std::exception& failure) {
     std::cerr << "error: " << failure.what() << "\n";
     return 1;

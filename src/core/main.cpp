@@ -21,11 +21,13 @@
 
 #include "common/logging.hpp"
 #include "common/secret.hpp"
+#include "core/attestation.hpp"
 #include "core/certificate_service.hpp"
 #include "core/enclave_service.hpp"
 #include "core/local_provisioner.hpp"
 #include "core/token_service.hpp"
 #include "crypto/ca.hpp"
+#include "crypto/openssl.hpp"
 #include "crypto/token_keys.hpp"
 #include "store/store.hpp"
 
@@ -57,6 +59,8 @@ struct CoreOptions {
   std::string enclave_client_certificates = "required";
   long enclave_certificate_lifetime_seconds = 24 * 3600;
   long enclave_ready_deadline_seconds = 30;
+  std::string tpm_tcti;  // empty: the embedded swtpm
+  std::uint32_t event_pcr = 23;
 };
 
 licensing::store::PortRange parse_port_range(const std::string& text) {
@@ -75,6 +79,15 @@ fs::path default_enclave_binary() {
   const fs::path self = fs::read_symlink("/proc/self/exe", error);
   if (error) throw std::runtime_error("cannot find this program's path in /proc/self/exe; pass --enclave-binary");
   return self.parent_path() / "enclave";
+}
+
+// SHA-256 of a file as lowercase hex.
+std::string file_sha256(const fs::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw std::runtime_error("cannot read " + path.string());
+  std::ostringstream content;
+  content << in.rdbuf();
+  return licensing::crypto::ossl::to_hex(licensing::crypto::ossl::sha256(content.str()));
 }
 
 std::string read_file(const std::string& path) {
@@ -181,10 +194,36 @@ int serve(const CoreOptions& options) {
   enclave_policy.ready_deadline = std::chrono::seconds(options.enclave_ready_deadline_seconds);
   enclave_policy.ca_root_file = options.data_dir / "ca" / "root.pem";
   enclave_policy.require_client_certificate = options.enclave_client_certificates == "required";
-  licensing::core::NoCertificateObserver observer;
-  licensing::core::EnclaveManager enclaves(**store, provisioner, **authority, keys, policy, enclave_policy, observer);
+  // Every enclave certificate is measured with the digest of the program that holds its key.
+  licensing::core::AttestationConfig attestation_config;
+  attestation_config.state_directory = options.data_dir / "tpm";
+  attestation_config.tcti = options.tpm_tcti;
+  attestation_config.event_pcr = options.event_pcr;
+  attestation_config.image_sha256 = [binary = provisioner_config.binary]() -> std::string {
+    try {
+      return file_sha256(binary);
+    } catch (const std::exception&) {
+      return {};
+    }
+  };
+  file_sha256(provisioner_config.binary);  // fails now, not at the first measurement, when unreadable
+  auto attestation = licensing::core::TpmAttestation::open(attestation_config);
+  if (!attestation) {
+    throw std::runtime_error("cannot open the TPM (" + std::string(licensing::tpm::to_string(attestation.error().code)) +
+                             "): " + attestation.error().detail);
+  }
+  const auto& attestation_key = (*attestation)->attestation_key();
+  info("attestation_key", {{"fingerprint", attestation_key.fingerprint},
+                           {"name", licensing::crypto::ossl::to_hex(attestation_key.name)},
+                           {"tpm", options.tpm_tcti.empty() ? "embedded swtpm" : options.tpm_tcti}});
+  // Operators pin this fingerprint in their clients (licensectl trust ak add).
+  std::cout << "attestation key fingerprint: " << attestation_key.fingerprint << std::endl;
+
+  licensing::core::EnclaveManager enclaves(**store, provisioner, **authority, keys, policy, enclave_policy,
+                                           **attestation);
   enclaves.start();
   licensing::core::EnclaveServiceImpl enclave_service(enclaves);
+  licensing::core::AttestationServiceImpl attestation_service(**attestation, enclaves);
 
   std::string listen = options.listen.empty() ? "unix:" + (options.data_dir / "core.sock").string() : options.listen;
   if (listen.starts_with("unix:")) {
@@ -201,6 +240,7 @@ int serve(const CoreOptions& options) {
   builder.RegisterService(&token_service);
   builder.RegisterService(&certificate_service);
   builder.RegisterService(&enclave_service);
+  builder.RegisterService(&attestation_service);
   builder.SetMaxReceiveMessageSize(64 * 1024);
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
   umask(previous_umask);
@@ -293,6 +333,13 @@ int main(int argc, char** argv) {
   app.add_option("--enclave-ready-deadline", options.enclave_ready_deadline_seconds,
                  "Seconds an enclave may take to pass its TLS health check before it is marked failed")
       ->check(CLI::Range(1L, 3600L))
+      ->capture_default_str();
+  app.add_option("--tpm-tcti", options.tpm_tcti,
+                 "The TPM as a TCTI configuration: device:/dev/tpmrm0, or swtpm:host=127.0.0.1,port=2321. "
+                 "Default: an swtpm that licensing-core provisions and runs with its state in DATA_DIR/tpm "
+                 "(development and tests only: it is no hardware root of trust)");
+  app.add_option("--event-pcr", options.event_pcr, "The SHA-256 PCR that the measurement log extends")
+      ->check(CLI::Range(16, 23))
       ->capture_default_str();
   auto* rotate = app.add_subcommand("rotate-signing-key", "Make a new current signing key in DATA_DIR and exit");
   CLI11_PARSE(app, argc, argv);

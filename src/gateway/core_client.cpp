@@ -64,7 +64,8 @@ CoreClient::CoreClient(const CoreConnection& connection)
       channel_(grpc::CreateChannel(connection.target, credentials(connection))),
       tokens_(licensing::v1::TokenService::NewStub(channel_)),
       certificates_(licensing::v1::CertificateService::NewStub(channel_)),
-      enclaves_(licensing::v1::EnclaveService::NewStub(channel_)) {}
+      enclaves_(licensing::v1::EnclaveService::NewStub(channel_)),
+      attestation_(licensing::v1::AttestationService::NewStub(channel_)) {}
 
 std::unique_ptr<grpc::ClientContext> CoreClient::context() const {
   auto context = std::make_unique<grpc::ClientContext>();
@@ -148,6 +149,26 @@ Result<licensing::v1::Enclave, CoreError> CoreClient::get_enclave(const std::str
   licensing::v1::Enclave response;
   const auto status = enclaves_->GetEnclave(context().get(), request, &response);
   if (!status.ok()) return failure<licensing::v1::Enclave>(status, "GetEnclave");
+  return response;
+}
+
+Result<std::string, CoreError> CoreClient::get_attestation(const std::string& owner_id, const std::string& enclave_id,
+                                                          const std::string& nonce) {
+  licensing::v1::GetAttestationRequest request;
+  request.set_owner_id(owner_id);
+  request.set_enclave_id(enclave_id);
+  request.set_nonce(nonce);
+  licensing::v1::GetAttestationResponse response;
+  // A quote takes tens of milliseconds on a TPM that serves one command at a time.
+  const auto status = attestation_->GetAttestation(long_context().get(), request, &response);
+  if (!status.ok()) return failure<std::string>(status, "GetAttestation");
+  return std::move(*response.mutable_evidence_json());
+}
+
+Result<licensing::v1::AttestationKey, CoreError> CoreClient::attestation_key() {
+  licensing::v1::AttestationKey response;
+  const auto status = attestation_->GetAttestationKey(context().get(), {}, &response);
+  if (!status.ok()) return failure<licensing::v1::AttestationKey>(status, "GetAttestationKey");
   return response;
 }
 

@@ -77,6 +77,11 @@ class CoreClient {
                                                                             const std::string& credential_kind);
   Result<licensing::v1::IssueClientCertificateResponse, CoreError> issue_client_certificate(
       const std::string& owner_id, const std::string& csr_pem);
+  // The attestation document as JSON text. A TPM failure is `unavailable` with the reason
+  // (tpm_unreachable, tpm_lockout, pcr_mismatch, tpm_failed) first in the detail.
+  Result<std::string, CoreError> get_attestation(const std::string& owner_id, const std::string& enclave_id,
+                                                 const std::string& nonce);
+  Result<licensing::v1::AttestationKey, CoreError> attestation_key();
 
  private:
   std::unique_ptr<grpc::ClientContext> context() const;
@@ -88,6 +93,7 @@ class CoreClient {
   std::unique_ptr<licensing::v1::TokenService::Stub> tokens_;
   std::unique_ptr<licensing::v1::CertificateService::Stub> certificates_;
   std::unique_ptr<licensing::v1::EnclaveService::Stub> enclaves_;
+  std::unique_ptr<licensing::v1::AttestationService::Stub> attestation_;
 };
 
 }  // namespace licensing::gateway

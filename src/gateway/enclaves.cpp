@@ -4,6 +4,7 @@
 
 #include <regex>
 
+#include "common/base64url.hpp"
 #include "common/logging.hpp"
 #include "gateway/responses.hpp"
 
@@ -18,6 +19,22 @@ namespace beast_http = boost::beast::http;
 constexpr std::size_t kMaxJsonDepth = 4;
 constexpr std::size_t kMaxCsrBytes = 8 * 1024;
 constexpr std::size_t kMaxCredentialBytes = 128;
+
+// The TPM's failure, named so that an operator knows what to repair.
+Response tpm_problem(std::string_view reason) {
+  if (reason == "tpm_unreachable") {
+    return problem(503, "tpm-unreachable", "TPM unreachable", "the TPM cannot be reached; attestation resumes when it can");
+  }
+  if (reason == "tpm_lockout") {
+    return problem(503, "tpm-lockout", "TPM in lockout",
+                   "the TPM is in dictionary-attack lockout; attestation resumes when the lockout ends or is cleared");
+  }
+  if (reason == "pcr_mismatch") {
+    return problem(503, "pcr-mismatch", "Measurement log inconsistent",
+                   "the PCR does not match the measurement log, so no quote is made until an operator investigates");
+  }
+  return problem(503, "tpm-failed", "TPM failed", "the TPM rejected the quote");
+}
 
 Response not_found() { return problem(404, "enclave-not-found", "Enclave not found", "no enclave with this id"); }
 
@@ -160,6 +177,54 @@ struct EnclavesApi::Impl {
                                   {"not_after", issued->not_after()}});
   }
 
+  // GET /v1/enclaves/{id}/attestation?nonce=: the TPM quote that binds the enclave's
+  // current certificate, as the attestation document of DESIGN.md.
+  awaitable<Response> attestation(Request& request) {
+    auto caller = caller_and_id(request);
+    if (!caller) co_return caller.error();
+    const auto nonce_text = request.query.find("nonce");
+    std::optional<std::vector<std::uint8_t>> nonce;
+    if (nonce_text != request.query.end()) nonce = base64url::decode(nonce_text->second);
+    if (!nonce || nonce->size() < 16 || nonce->size() > 64) {
+      co_return problem(400, "invalid-request", "Invalid request",
+                        "nonce must be 16 to 64 random bytes in base64url without padding");
+    }
+
+    auto evidence = deps.core.get_attestation(caller->first.subject, caller->second,
+                                              std::string(nonce->begin(), nonce->end()));
+    if (!evidence) {
+      const auto& detail = evidence.error().detail;
+      const auto reason = detail.substr(0, detail.find(':'));
+      if (evidence.error().code == CoreError::unavailable &&
+          (reason == "tpm_unreachable" || reason == "tpm_lockout" || reason == "pcr_mismatch" || reason == "tpm_failed")) {
+        count("attestation", reason);
+        deps.metrics.increment("licensing_attestation_failures_total", {{"reason", reason}});
+        co_return with_retry_after(tpm_problem(reason), std::chrono::seconds(reason == "tpm_lockout" ? 60 : 5));
+      }
+      count("attestation", "error");
+      co_return enclave_problem(evidence.error());
+    }
+    count("attestation", "quoted");
+    Response response;
+    response.status = 200;
+    response.body = std::move(*evidence);
+    response.headers.emplace_back("Cache-Control", "no-store");
+    co_return response;
+  }
+
+  // GET /v1/attestation/key: public, so that operators can compare it with the fingerprint
+  // licensing-core prints before they pin it.
+  awaitable<Response> attestation_key(Request&) {
+    auto key = deps.core.attestation_key();
+    if (!key) co_return enclave_problem(key.error());
+    nlohmann::json body = {{"public_key_pem", key->public_key_pem()},
+                           {"public_area", key->public_area()},
+                           {"name", key->name()},
+                           {"fingerprint", key->fingerprint()}};
+    if (!key->ek_certificate_pem().empty()) body["ek_certificate_pem"] = key->ek_certificate_pem();
+    co_return json_response(200, body);
+  }
+
   // POST /v1/enclave-certificates: the one request an enclave makes. It carries only the
   // enclave's own single-use credential, never a user token.
   awaitable<Response> enclave_certificate(Request& request) {
@@ -204,6 +269,7 @@ struct EnclavesApi::Impl {
 
 EnclavesApi::EnclavesApi(EnclavesDependencies dependencies) : impl_(std::make_shared<Impl>(Impl{dependencies})) {
   impl_->deps.metrics.describe("licensing_enclave_requests_total", "Enclave requests by operation and outcome");
+  impl_->deps.metrics.describe("licensing_attestation_failures_total", "Attestations refused because of the TPM, by reason");
 }
 
 void EnclavesApi::register_routes(http::Router& router) {
@@ -216,6 +282,8 @@ void EnclavesApi::register_routes(http::Router& router) {
   router.add(verb::post, "/v1/enclaves/{id}/token", [impl](Request& request) { return impl->token(request); });
   router.add(verb::post, "/v1/enclaves/{id}/client-certificate",
              [impl](Request& request) { return impl->client_certificate(request); });
+  router.add(verb::get, "/v1/enclaves/{id}/attestation", [impl](Request& request) { return impl->attestation(request); });
+  router.add(verb::get, "/v1/attestation/key", [impl](Request& request) { return impl->attestation_key(request); });
   router.add(verb::post, "/v1/enclave-certificates", [impl](Request& request) { return impl->enclave_certificate(request); });
 }
 

@@ -97,8 +97,20 @@ TpmResult<pid_t> spawn(const std::vector<std::string>& arguments, const std::fil
   posix_spawn_file_actions_init(&actions);
   posix_spawn_file_actions_addopen(&actions, STDOUT_FILENO, output.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0600);
   posix_spawn_file_actions_adddup2(&actions, STDOUT_FILENO, STDERR_FILENO);
+  // The child starts with no blocked signals and default handlers, whatever this process
+  // blocks for its own signal thread; otherwise SIGTERM would not stop swtpm.
+  posix_spawnattr_t attributes;
+  posix_spawnattr_init(&attributes);
+  sigset_t none;
+  sigemptyset(&none);
+  sigset_t all;
+  sigfillset(&all);
+  posix_spawnattr_setsigmask(&attributes, &none);
+  posix_spawnattr_setsigdefault(&attributes, &all);
+  posix_spawnattr_setflags(&attributes, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
   pid_t pid = -1;
-  const int status = ::posix_spawnp(&pid, argv[0], &actions, nullptr, argv.data(), environ);
+  const int status = ::posix_spawnp(&pid, argv[0], &actions, &attributes, argv.data(), environ);
+  posix_spawnattr_destroy(&attributes);
   posix_spawn_file_actions_destroy(&actions);
   if (status != 0) return fail(TpmError::process_failed, "cannot start " + arguments[0] + ": " + errno_text(status));
   return pid;
