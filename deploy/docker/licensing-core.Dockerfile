@@ -43,7 +43,7 @@ RUN apt-get update \
  && groupadd --gid 10001 licensing \
  && useradd --uid 10001 --gid 10001 --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin licensing \
  && rm -f /usr/bin/apt /usr/bin/apt-* /usr/bin/dpkg /usr/bin/dpkg-* /usr/bin/perl /usr/bin/perl5* \
-          /usr/bin/bash /usr/bin/dash /usr/bin/rbash /usr/bin/sh
+          /usr/bin/bash /usr/bin/dash /usr/bin/rbash /usr/bin/sh /bin/bash /bin/dash /bin/rbash /bin/sh
 COPY --from=build /src/build/release/bin/licensing-core /usr/local/bin/licensing-core
 USER 10001:10001
 ENTRYPOINT ["/usr/local/bin/licensing-core"]

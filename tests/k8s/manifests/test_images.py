@@ -15,7 +15,8 @@ from conftest import COMMAND_TIMEOUT_SECONDS, DEPLOY, REPOSITORY, render
 DOCKERFILES = sorted((DEPLOY / "docker").glob("*.Dockerfile"))
 PROGRAMS = ["licensing-gateway", "licensing-core", "enclave", "licensectl"]
 COMPILERS = re.compile(r"^(gcc|g\+\+|cpp|clang.*|build-essential|cmake|make|ninja-build|.*-dev)$")
-SHELLS = ["/usr/bin/sh", "/usr/bin/bash", "/usr/bin/dash"]
+# Both paths, in case the base image does not merge /bin into /usr/bin.
+SHELLS = ["/usr/bin/sh", "/usr/bin/bash", "/usr/bin/dash", "/bin/sh", "/bin/bash", "/bin/dash"]
 DIGEST = "sha256:" + "ab" * 32
 
 
