@@ -46,6 +46,20 @@ def test_broken_objects_rejected():
     assert lines[-1] == "1 passed, 4 failed"
 
 
+def test_json_lines_validated_per_line(tmp_path):
+    lines = tmp_path / "objects.jsonl"
+    lines.write_text('{"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "first"}}\n\n'
+                     '{"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "second"}, "spec": {"containers": [{}]}}\n')
+
+    result = run_validator(lines)
+    output = result.stdout.splitlines()
+
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "ok   objects.jsonl#1 v1 ConfigMap first" in output
+    assert output[1].startswith("FAIL objects.jsonl#2 v1 Pod second: /spec/containers/0 must have required property")
+    assert output[-1] == "1 passed, 1 failed"
+
+
 def test_empty_and_unparsable_files_rejected(tmp_path):
     empty = tmp_path / "empty.yaml"
     empty.write_text("---\n")

@@ -3,7 +3,8 @@
 // Usage: node tests/k8s/schema/validate.mjs FILE...
 //
 // Each FILE contains YAML (one or more documents separated by "---") or JSON (one object or an
-// array of objects); a file whose name ends in .json is read as JSON, any other as YAML.
+// array of objects). A file whose name ends in .json is read as JSON, one ending in .jsonl
+// as JSON lines (one object per non-empty line), and any other as YAML.
 // Empty YAML documents and `kind: List` wrappers are skipped and unwrapped respectively.
 // Every object is validated against the model for its apiVersion and kind from the npm
 // packages kubernetes-models (the core API) and @kubernetes-models/cert-manager, pinned in
@@ -62,7 +63,9 @@ function modelRegistry(modules) {
 // Returns the objects in a file's text, in order, and throws when the text does not parse.
 function parseObjects(yaml, file, text) {
   let values;
-  if (file.endsWith(".json")) {
+  if (file.endsWith(".jsonl")) {
+    values = text.split("\n").filter((line) => line.trim() !== "").map((line) => JSON.parse(line));
+  } else if (file.endsWith(".json")) {
     const parsed = JSON.parse(text);
     values = Array.isArray(parsed) ? parsed : [parsed];
   } else {
