@@ -368,6 +368,7 @@ class Stack:
                 process.kill()
                 process.wait(timeout=STOP_TIMEOUT_SECONDS)
         self.stop_enclaves()
+        self.stop_swtpm()
         if self in RUNNING_STACKS:
             RUNNING_STACKS.remove(self)
         if self.postgres:
@@ -391,6 +392,23 @@ class Stack:
                     pids.append(int(entry))
                     break
         return pids
+
+    def stop_swtpm(self):
+        """The embedded swtpm outlives a core that was killed; a later core would stop it."""
+        state = str(self.core_dir / "tpm")
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit():
+                continue
+            try:
+                with open(f"/proc/{entry}/cmdline", "rb") as cmdline:
+                    arguments = cmdline.read().decode(errors="replace")
+            except OSError:
+                continue
+            if arguments.startswith("swtpm") and state in arguments:
+                try:
+                    os.kill(int(entry), signal.SIGTERM)
+                except ProcessLookupError:
+                    pass
 
     def stop_enclaves(self):
         for pid in self.enclave_pids():

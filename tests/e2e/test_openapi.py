@@ -4,6 +4,9 @@ Every response in the whole suite is also checked against the document as it arr
 (support.ApiClient and Stack.raw_request).
 """
 
+import base64
+import os
+
 import jsonschema
 import pytest
 
@@ -114,6 +117,10 @@ def call_operations(client, stack):
     responses["signEnclaveCsr"] = client.post("/v1/enclave-certificates",
                                               headers={"Authorization": f"Renewal {renewal}"},
                                               json={"enclave_id": enclave_id, "csr_pem": enclave_csr})
+    nonce = base64.urlsafe_b64encode(os.urandom(32)).rstrip(b"=").decode()
+    responses["getEnclaveAttestation"] = client.get(f"/v1/enclaves/{enclave_id}/attestation",
+                                                    params={"nonce": nonce}, headers=headers)
+    responses["getAttestationKey"] = client.get("/v1/attestation/key")
     responses["prototypeLogin"] = client.post("/login", json={"username": owner, "password": owner_password})
     responses["deleteEnclave"] = client.delete(f"/v1/enclaves/{enclave_id}", headers=headers)
     return responses
