@@ -207,8 +207,18 @@ int dev_up(const DevUpOptions& options) {
                                 {"data_dir", directory.string()},
                                 {"pids", {{"core", core}, {"gateway", gateway}}}};
   std::ofstream(stack_file) << stack.dump(2) << "\n";
+  // licensing-core prints its attestation key's fingerprint once it has opened the TPM.
+  std::string fingerprint = "(see " + (directory / "logs" / "core.log").string() + ")";
+  {
+    std::ifstream log(directory / "logs" / "core.log");
+    const std::string prefix = "attestation key fingerprint: ";
+    for (std::string line; std::getline(log, line);) {
+      if (line.starts_with(prefix)) fingerprint = line.substr(prefix.size());
+    }
+  }
   std::cout << "stack ready: " << url << "\n"
             << "  CA bundle:  " << ca_bundle.string() << "\n"
+            << "  attestation key: " << fingerprint << "\n"
             << "  stack file: " << stack_file.string() << "\n"
             << "  logs:       " << (directory / "logs").string() << "\n";
   return 0;
