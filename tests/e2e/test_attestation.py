@@ -352,3 +352,45 @@ def test_unreachable_tpm_is_503_and_recovers(start_stack, work_dir):
     finally:
         swtpm.terminate()
         swtpm.wait(timeout=10)
+
+
+def tpm2_tool(port, *arguments, cwd):
+    environment = dict(os.environ, TPM2TOOLS_TCTI=f"swtpm:host=127.0.0.1,port={port}")
+    return subprocess.run(list(arguments), cwd=cwd, env=environment, capture_output=True, text=True, timeout=60)
+
+
+def test_tpm_in_lockout_is_503(start_stack, work_dir):
+    """A TPM in dictionary-attack lockout: measurements go on (PCRs are not protected by the
+    lockout), and quotes, which need the AK's authorization, are refused with a 503 that
+    says so."""
+    state = work_dir / "lockout-swtpm"
+    state.mkdir()
+    port = free_port_pair()
+    swtpm = start_swtpm(state, port)
+    try:
+        wait_for_port(port)
+        # One authorization failure locks the TPM for an hour: tpm2-tools sets the
+        # parameters and then fails once on a key of its own.
+        assert tpm2_tool(port, "tpm2_dictionarylockout", "-s", "-n", "1", "-t", "3600", "-l", "3600",
+                         cwd=state).returncode == 0
+        assert tpm2_tool(port, "tpm2_createprimary", "-C", "o", "-G", "ecc", "-c", "owner.ctx", "-p", "right",
+                         cwd=state).returncode == 0
+        failed = tpm2_tool(port, "tpm2_create", "-C", "owner.ctx", "-P", "wrong", "-G", "ecc", "-u", "key.pub",
+                           "-r", "key.priv", cwd=state)
+        assert failed.returncode != 0
+        tpm2_tool(port, "tpm2_flushcontext", "-t", cwd=state)
+        capabilities = tpm2_tool(port, "tpm2_getcap", "properties-variable", cwd=state).stdout
+        assert "inLockout:                 1" in capabilities
+
+        tpm_stack = start_stack("lockout-tpm", core_args=["--tpm-tcti", f"swtpm:host=127.0.0.1,port={port}"])
+        with tpm_stack.client() as client:
+            _, _, _, headers = new_user_session(client)
+            _, enclave = create_ready_enclave(client, headers)
+            refused = attestation(client, enclave["id"], headers, os.urandom(32))
+            assert refused.status_code == 503, refused.text
+            assert refused.json()["type"] == "urn:licensing:problem:tpm-lockout"
+            assert int(refused.headers["Retry-After"]) > 0
+        tpm_stack.stop()
+    finally:
+        swtpm.terminate()
+        swtpm.wait(timeout=10)
