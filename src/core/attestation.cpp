@@ -249,6 +249,8 @@ tpm::TpmResult<nlohmann::json> TpmAttestation::attest(const std::string& enclave
     return std::unexpected(quote.error());
   }
   ++counters_.quotes;
+  // NOTE: the document carries the whole event log, which grows by one event per issued
+  // certificate until the TPM is reset; nothing compacts it yet.
   return tpm::attestation_evidence(enclave_id, nonce, *quote, (*attestor)->attestation_key(),
                                    (*attestor)->ek_certificate_pem(), chain);
 }
