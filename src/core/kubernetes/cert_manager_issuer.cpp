@@ -49,8 +49,12 @@ std::string asn1_text(const ASN1_STRING* value) {
 // The text form of an iPAddress SAN (4 or 16 bytes), as inet_ntop writes it.
 std::string ip_text(const ASN1_OCTET_STRING* value) {
   const int length = ASN1_STRING_length(value);
-  const int family = length == 4 ? AF_INET : length == 16 ? AF_INET6 : AF_UNSPEC;
-  if (family == AF_UNSPEC) return "(an IP address of " + std::to_string(length) + " bytes)";
+  int family = AF_INET6;
+  if (length == 4) {
+    family = AF_INET;
+  } else if (length != 16) {
+    return "(an IP address of " + std::to_string(length) + " bytes)";
+  }
   std::array<char, INET6_ADDRSTRLEN> text{};
   if (inet_ntop(family, ASN1_STRING_get0_data(value), text.data(), text.size()) == nullptr) return {};
   return text.data();

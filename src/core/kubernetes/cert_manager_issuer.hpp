@@ -3,8 +3,8 @@
 // travels; the enclave's private key stays in its Pod.
 //
 // cert-manager's CA issuer copies the names from the CSR into the certificate, unlike the
-// built-in CA, which sets them itself. So this issuer first checks that the CSR asks for
-// nothing but the names the core chose.
+// built-in CA, which sets them itself. So this issuer first checks that the CSR requests
+// no names other than those the core chose.
 #pragma once
 
 #include <chrono>
@@ -22,20 +22,20 @@ struct CertManagerIssuerConfig {
   std::chrono::milliseconds timeout{std::chrono::seconds(60)};
 };
 
-// Checks that the CSR names only what `request` allows: a subject of at most one CN, which
-// is one of the DNS names or IP addresses; subjectAltName entries that are DNS names or IP
-// addresses of the request; and at least the first DNS name as a subjectAltName.
+// Checks that the CSR names only what `request` allows. Its subject may be one CN, which
+// must be one of the DNS names or IP addresses. Its subjectAltName entries must be DNS
+// names or IP addresses of the request, and must include the first DNS name.
 Result<void, IssuerError> check_csr_names(const EnclaveCertificateRequest& request);
 
 class CertManagerIssuer final : public EnclaveIssuer {
  public:
   CertManagerIssuer(std::shared_ptr<Client> client, CertManagerIssuerConfig config);
 
-  // Creates a CertificateRequest (usages digital signature, key encipherment, server
-  // auth; the request's lifetime as duration), waits until it is Ready or failed or the
-  // timeout passes, and deletes it in every case. Returns status.certificate, then
-  // status.ca, as the chain. Denied, InvalidRequest and Ready=False with reason Failed
-  // are IssuerError::denied with cert-manager's message.
+  // Creates a CertificateRequest with the usages digital signature, key encipherment and
+  // server auth, and the request's lifetime as its duration. Waits until it is Ready or
+  // failed or the timeout passes, and deletes it in every case. Returns status.certificate,
+  // then status.ca, as the chain. Denied, InvalidRequest and Ready=False with reason
+  // Failed are IssuerError::denied with cert-manager's message.
   Result<crypto::IssuedCertificate, IssuerError> issue(const EnclaveCertificateRequest& request) override;
 
  private:

@@ -28,7 +28,7 @@ namespace asio = boost::asio;
 namespace beast = boost::beast;
 namespace beast_http = beast::http;
 
-// The API server's answers to a list or get stay far below this; a larger body is a fault.
+// Lists and gets of this namespace stay far below this size, so a larger body is a fault.
 constexpr std::uint64_t kMaxResponseBytes = 64 * 1024 * 1024;
 // A single watch event line longer than this is a fault, not an object we created.
 constexpr std::size_t kMaxWatchLineBytes = 4 * 1024 * 1024;
@@ -334,7 +334,7 @@ Result<ApiResponse, ApiError> Client::send_once(std::string_view method, const s
     beast_http::async_read(*connection.stream, buffer, parser, std::move(handler));
   });
   close_connection(connection);
-  if (error) return fail(ApiError::io, fmt::format("reading the answer to {} {} failed: {}", method, path, error.message()));
+  if (error) return fail(ApiError::io, fmt::format("reading the response to {} {} failed: {}", method, path, error.message()));
 
   ApiResponse response;
   response.status = parser.get().result_int();

@@ -1,8 +1,9 @@
-// A small synchronous client for the Kubernetes API: HTTPS verified against the cluster
-// CA, a bearer token (re-read from its file on every request, because projected service
-// account tokens rotate) or a client certificate, a timeout on every request, and retries
-// with capped exponential backoff on connection errors, 429 and 500 to 504. Other 4xx
-// answers return at once, so the caller decides about 404 and 409.
+// A small synchronous client for the Kubernetes API. It verifies the API server against
+// the cluster CA and authenticates with a client certificate or a bearer token, which it
+// re-reads from its file on every request because projected service account tokens
+// rotate. Every request has a timeout. Connection errors, 429 and 500 to 504 are retried
+// with capped exponential backoff; any other status returns at once, so the caller
+// decides about 404 and 409.
 //
 // Watches (`?watch=true`) are read as line-delimited JSON events until a caller's predicate
 // is met or a deadline passes; a dropped stream or 410 Gone makes the caller re-list.
@@ -27,13 +28,13 @@ enum class ApiError {
   connect,      // TCP or TLS to the API server failed (including certificate verification)
   io,           // the connection failed mid-request or timed out
   status,       // the API server returned a status the caller does not accept
-  invalid,      // the answer is not the JSON the caller expected
+  invalid,      // the response is not the JSON the caller expected
   timed_out,    // a wait passed its deadline
 };
 
 std::string_view to_string(ApiError code);
 
-// Where the API server is and how to authenticate to it.
+// The API server address and the credentials for it.
 struct ClusterConfig {
   std::string server;          // https://host:port
   std::string ca_pem;          // roots that verify the API server
@@ -72,7 +73,7 @@ struct WatchEvent {
   nlohmann::json object;
 };
 
-// What a watch callback wants next.
+// The next step a watch callback requests.
 enum class WatchStep { keep_watching, stop };
 
 class Client {
@@ -80,7 +81,7 @@ class Client {
   Client(ClusterConfig config, std::chrono::milliseconds request_timeout = std::chrono::seconds(10),
          RetryPolicy retry = {});
 
-  // Sends one request and returns the answer, retrying as the header says. The path is
+  // Sends one request and returns the response, retrying as described above. The path is
   // the API path with its query, e.g. /api/v1/namespaces/N/pods?labelSelector=a%3Db.
   // A status error is only returned after retries ran out; every other status is
   // returned to the caller.
@@ -89,8 +90,8 @@ class Client {
 
   // Opens `path` (which must contain watch=true) and calls `on_event` for every event
   // until it returns stop (true is returned), the server closes the stream (false), or
-  // `deadline` passes (ApiError::timed_out). A non-200 answer is an ApiError::status
-  // whose detail starts with the status code.
+  // `deadline` passes (ApiError::timed_out). A status other than 200 is an
+  // ApiError::status whose detail starts with the status code.
   Result<bool, ApiError> watch(const std::string& path, std::chrono::steady_clock::time_point deadline,
                                const std::function<WatchStep(const WatchEvent&)>& on_event);
 

@@ -107,7 +107,7 @@ json KubernetesProvisioner::pod_manifest(const InstanceConfig& config) const {
       env_variable("LICENSING_ENCLAVE_ISSUER", config.issuer),
       env_variable("LICENSING_ENCLAVE_REQUIRE_CLIENT_CERT", config.require_client_certificate ? "true" : "false"),
   });
-  // TCP probes: the enclave listens only once it holds a certificate, and an HTTPS probe
+  // TCP probes: the enclave listens only once it has a certificate, and an HTTPS probe
   // would fail its client-certificate check.
   const json probe_port = {{"tcpSocket", {{"port", kPortName}}}};
   json readiness = probe_port;

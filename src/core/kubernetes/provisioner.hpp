@@ -6,7 +6,7 @@
 // is how a restarted core finds its instances again.
 //
 // The Pod is created first and the other objects carry an ownerReference to it, so the
-// cluster's garbage collector removes them with the Pod; remove() also deletes them
+// cluster's garbage collector removes them with the Pod. remove() also deletes them
 // explicitly, for clusters or tests where no garbage collector runs.
 #pragma once
 
@@ -77,7 +77,7 @@ class KubernetesProvisioner final : public Provisioner {
   // Replaces jwks.json in the enclave's ConfigMap (GET, then PUT with its
   // resourceVersion, again on 409).
   // NOTE: the kubelet refreshes the mounted file after its sync period, but the enclave
-  // rereads it only on SIGHUP, which nothing sends in a Pod; the enclave must poll it.
+  // rereads it only on SIGHUP, which nothing sends in a Pod. The enclave must poll it.
   Result<void, ProvisionError> publish_jwks(std::string_view enclave_id, const std::string& jwks_json) override;
   // https://enclave-<uuid>.<enclave domain>:443; the port is ignored.
   std::string endpoint(std::string_view enclave_id, std::uint16_t port) const override;

@@ -87,8 +87,13 @@ Result<nlohmann::json, ApiError> wait_for_object(Client& client, const std::stri
     } else if (!watched && watched.error().code != ApiError::io && watched.error().code != ApiError::connect) {
       return std::unexpected(watched.error());
     }
-    logging::info("kubernetes_watch_restarted", {{"path", object_path},
-                                                 {"reason", gone ? "410 Gone" : !watched ? watched.error().detail : "stream closed"}});
+    std::string reason = "stream closed";
+    if (gone) {
+      reason = "410 Gone";
+    } else if (!watched) {
+      reason = watched.error().detail;
+    }
+    logging::info("kubernetes_watch_restarted", {{"path", object_path}, {"reason", reason}});
   }
 }
 

@@ -1,6 +1,6 @@
 // Waiting on one object of the Kubernetes API: a GET, then a watch from the object's
-// resourceVersion, and a fresh GET and watch whenever the stream drops or the API server
-// answers 410 Gone (the resourceVersion is too old).
+// resourceVersion. The wait repeats the GET and the watch whenever the stream drops or
+// the API server returns 410 Gone, which means the resourceVersion is too old.
 #pragma once
 
 #include <chrono>
