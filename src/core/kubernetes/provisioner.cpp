@@ -275,6 +275,13 @@ Result<std::string, ProvisionError> KubernetesProvisioner::start(const InstanceC
   Result<void, ProvisionError> dependents = create_dependent(core_path("configmaps"), config_map_manifest(config, owner), uid);
   if (dependents && config.bootstrap_credential) {
     dependents = create_dependent(core_path("secrets"), secret_manifest(config, owner), uid);
+  } else if (dependents) {
+    // A Secret left by an earlier Pod holds a used credential. It must not be mounted.
+    // NOTE: a new Pod starts with an empty in-memory private directory, so without a
+    // bootstrap credential it cannot get a certificate; the core passes none to an
+    // enclave whose certificate is still valid.
+    logging::warn("enclave_instance_without_credential", {{"enclave_id", config.enclave_id}});
+    dependents = delete_object(core_path("secrets"), names->secret);
   }
   if (dependents) dependents = create_dependent(core_path("services"), service_manifest(config, owner), uid);
   if (dependents) {
@@ -343,8 +350,10 @@ std::vector<std::string> KubernetesProvisioner::running_instances() {
   auto listed = client_->request("GET", core_path("pods") + "?labelSelector=" + url_encode(selector));
   if (!listed || listed->status != 200 || !listed->body.is_object()) {
     logging::error("enclave_instances_unlisted",
-                   {{"detail", !listed ? describe(listed.error()) : fmt::format("status {}", listed->status)}});
-    return {};
+                   {{"detail", !listed ? describe(listed.error()) : fmt::format("status {}", listed->status)},
+                    {"action", "returned the last successful listing"}});
+    std::lock_guard lock(listing_mutex_);
+    return last_listing_;
   }
   std::vector<std::string> running;
   for (const auto& pod : listed->body.value("items", json::array())) {
@@ -357,6 +366,8 @@ std::vector<std::string> KubernetesProvisioner::running_instances() {
     const auto names = resource_names(id);
     if (names && metadata.value("name", "") == names->pod) running.push_back(id);
   }
+  std::lock_guard lock(listing_mutex_);
+  last_listing_ = running;
   return running;
 }
 

@@ -12,6 +12,7 @@
 
 #include <chrono>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <string_view>
 
@@ -28,8 +29,9 @@ struct KubernetesProvisionerConfig {
   std::string enclave_domain;  // instances are reached at enclave-<uuid>.<enclave_domain>
   std::string ingress_class = "nginx";
   // How long start() waits for the Pod to be Ready. A Pod that is not Ready by then is
-  // left running for the core's own ready deadline to judge.
-  std::chrono::milliseconds ready_timeout{std::chrono::seconds(60)};
+  // left running for the core's own ready deadline to judge. It stays below the
+  // gateway's 60 s deadline for provisioning calls.
+  std::chrono::milliseconds ready_timeout{std::chrono::seconds(30)};
   // How long stop() waits for the Pod to be gone after the delete.
   std::chrono::milliseconds delete_timeout{std::chrono::seconds(60)};
   int termination_grace_seconds = 10;
@@ -71,8 +73,9 @@ class KubernetesProvisioner final : public Provisioner {
   Result<void, ProvisionError> stop(std::string_view enclave_id) override;
   // stop(), then deletes the Service, Ingress, ConfigMap and Secret (404 counts as done).
   Result<void, ProvisionError> remove(std::string_view enclave_id) override;
-  // Managed Pods that are neither Succeeded nor Failed nor being deleted. An API failure
-  // is logged and returns an empty list.
+  // Managed Pods that are neither Succeeded nor Failed nor being deleted. When the API
+  // cannot be read, the last successful listing is returned and the failure logged: an
+  // empty list would make the reconciler restart every instance.
   std::vector<std::string> running_instances() override;
   // Replaces jwks.json in the enclave's ConfigMap (GET, then PUT with its
   // resourceVersion, again on 409).
@@ -100,6 +103,8 @@ class KubernetesProvisioner final : public Provisioner {
 
   std::shared_ptr<Client> client_;
   KubernetesProvisionerConfig config_;
+  std::mutex listing_mutex_;  // guards last_listing_
+  std::vector<std::string> last_listing_;
 };
 
 }  // namespace licensing::core::kubernetes

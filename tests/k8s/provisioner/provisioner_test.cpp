@@ -680,6 +680,31 @@ TEST_F(KubernetesProvisionerTest, StaleDependentsReplacedWithoutGarbageCollector
   EXPECT_TRUE(simulator_->objects_of(config.enclave_id).empty());
 }
 
+TEST_F(KubernetesProvisionerTest, StaleSecretRemovedWithoutCredential) {
+  simulator_->set_faults({{"garbage_collection", false}});
+  auto config = instance_config();
+  ASSERT_TRUE(provisioner_->start(config));
+  ASSERT_TRUE(provisioner_->stop(config.enclave_id));
+  config.bootstrap_credential.reset();
+
+  ASSERT_TRUE(provisioner_->start(config));
+
+  EXPECT_TRUE(find_object("secrets", "enclave-" + config.enclave_id + "-bootstrap").is_null());
+  EXPECT_FALSE(find_object("configmaps", "enclave-" + config.enclave_id + "-config").is_null());
+}
+
+TEST_F(KubernetesProvisionerTest, ListingKeptDuringApiOutage) {
+  const auto config = instance_config();
+  ASSERT_TRUE(provisioner_->start(config));
+  ASSERT_EQ(provisioner_->running_instances(), std::vector<std::string>{config.enclave_id});
+  simulator_->set_faults({{"fail_next", 100}, {"fail_status", 503}});
+
+  const auto during_outage = provisioner_->running_instances();
+
+  EXPECT_EQ(during_outage, std::vector<std::string>{config.enclave_id});
+  EXPECT_EQ(requests_matching("GET", "/pods").back()["status"], 503);
+}
+
 TEST_F(KubernetesProvisionerTest, JwksUpdateRetriedOnConflict) {
   const auto config = instance_config();
   ASSERT_TRUE(provisioner_->start(config));
