@@ -276,9 +276,9 @@ Result<std::string, ProvisionError> KubernetesProvisioner::start(const InstanceC
   if (dependents && config.bootstrap_credential) {
     dependents = create_dependent(core_path("secrets"), secret_manifest(config, owner), uid);
   } else if (dependents) {
-    // A Secret left by an earlier Pod holds a used credential. It must not be mounted.
+    // A Secret left by an earlier Pod contains a used credential. It must not be mounted.
     // NOTE: a new Pod starts with an empty in-memory private directory, so without a
-    // bootstrap credential it cannot get a certificate; the core passes none to an
+    // bootstrap credential it cannot get a certificate. The core passes none to an
     // enclave whose certificate is still valid.
     logging::warn("enclave_instance_without_credential", {{"enclave_id", config.enclave_id}});
     dependents = delete_object(core_path("secrets"), names->secret);

@@ -24,6 +24,7 @@
 
 #include "client/https_client.hpp"
 #include "core/bootstrap.hpp"
+#include "core/enclave_service.hpp"
 #include "core/kubernetes/backend.hpp"
 #include "core/kubernetes/cert_manager_issuer.hpp"
 #include "core/kubernetes/client.hpp"
@@ -32,6 +33,8 @@
 #include "core/local_provisioner.hpp"
 #include "crypto/ca.hpp"
 #include "crypto/openssl.hpp"
+#include "crypto/token_keys.hpp"
+#include "store/store.hpp"
 
 namespace {
 
@@ -850,6 +853,62 @@ TEST_F(CertManagerIssuerTest, DeniedRequestReported) {
   EXPECT_EQ(issued.error().code, licensing::core::IssuerError::denied);
   EXPECT_NE(issued.error().detail.find("Denied: denied by the approval policy"), std::string::npos) << issued.error().detail;
   EXPECT_EQ(certificate_requests_left(), 0u);
+}
+
+// The whole chain: EnclaveManager provisions a Pod through the Kubernetes provisioner, and
+// the enclave's CSR, sent with the credential from the Pod's Secret, is signed through
+// cert-manager and measured. The monitor thread is not started, because its health check
+// would resolve the enclave's DNS name.
+class CountingObserver final : public licensing::core::CertificateObserver {
+ public:
+  licensing::Result<void, licensing::core::MeasurementError> on_enclave_certificate(
+      const licensing::core::IssuedEnclaveCertificate& issued) override {
+    enclave_ids.emplace_back(issued.enclave_id);
+    return {};
+  }
+  std::vector<std::string> enclave_ids;
+};
+
+TEST_F(CertManagerIssuerTest, EnclaveManagerSignsThroughCertManager) {
+  const fs::path directory = make_temp_directory();
+  auto store = licensing::store::open_store("sqlite://" + (directory / "licensing.db").string());
+  ASSERT_TRUE(store) << store.error().detail;
+  ASSERT_TRUE((*store)->migrate());
+  auto authority = licensing::crypto::CertificateAuthority::open(directory / "ca", "Provisioner Test").value();
+  licensing::crypto::TokenKeysConfig key_config;
+  key_config.key_directory = directory / "keys";
+  auto keys = licensing::crypto::TokenKeys::open(std::move(key_config), std::chrono::system_clock::now());
+  ASSERT_TRUE(keys);
+  licensing::core::KeyHolder key_holder(std::shared_ptr<licensing::crypto::TokenKeys>(std::move(*keys)));
+  licensing::core::EnclavePolicy policy;
+  policy.csr_url = "https://gateway.example.test/v1/enclave-certificates";
+  policy.ports = {30000, 30009};
+  CountingObserver observer;
+  auto signer = issuer();
+  licensing::core::EnclaveManager manager(**store, *provisioner_, *authority, signer, key_holder,
+                                          licensing::core::TokenPolicy{}, policy, observer);
+
+  auto enclave = manager.provision("7d1f0c1e-5b7a-4c55-9a57-2c8f0e1b9d11", "");
+  ASSERT_TRUE(enclave) << enclave.error().detail;
+  EXPECT_EQ(enclave->endpoint, "https://enclave-" + enclave->id + ".enclaves.example.test:443");
+  const json secret = find_object("secrets", "enclave-" + enclave->id + "-bootstrap");
+  ASSERT_FALSE(secret.is_null());
+  const std::string encoded = secret["data"]["credential"];
+  std::string credential(encoded.size(), '\0');
+  const int length = EVP_DecodeBlock(reinterpret_cast<unsigned char*>(credential.data()),
+                                     reinterpret_cast<const unsigned char*>(encoded.data()), static_cast<int>(encoded.size()));
+  ASSERT_GT(length, 0);
+  credential.resize(static_cast<std::size_t>(length));
+  while (!credential.empty() && credential.back() == '\0') credential.pop_back();
+
+  const std::string dns_name = licensing::core::enclave_dns_name(enclave->id);
+  auto signed_csr = manager.sign_csr(enclave->id, credential, make_csr(dns_name, {dns_name}));
+
+  ASSERT_TRUE(signed_csr) << signed_csr.error().detail;
+  EXPECT_NE(signed_csr->certificate_chain_pem().find(read_text(simulator_->directory() / "signing-ca.pem")), std::string::npos);
+  EXPECT_EQ(observer.enclave_ids, std::vector<std::string>{enclave->id});
+  EXPECT_EQ(certificate_requests_left(), 0u);
+  fs::remove_all(directory);
 }
 
 // --- configuration ---
