@@ -226,7 +226,8 @@ Result<crypto::IssuedCertificate, IssuerError> CertManagerIssuer::issue(const En
 
   auto created = client_->request("POST", collection_path(), manifest);
   if (!created) return fail(IssuerError::unavailable, "creating the CertificateRequest failed: " + created.error().detail);
-  if (created->status != 201 && created->status != 200) {
+  // 409 means a retried POST reached the API server twice: the name is this call's own.
+  if (created->status != 201 && created->status != 200 && created->status != 409) {
     const std::string message = created->body.is_object() ? created->body.value("message", "") : "";
     return fail(created->status == 422 || created->status == 400 ? IssuerError::invalid_request : IssuerError::unavailable,
                 fmt::format("creating CertificateRequest {} returned status {}: {}", name, created->status, message));
