@@ -36,7 +36,7 @@ FROM ${BASE_IMAGE} AS runtime
 # has no way to install or script anything; /var/lib/dpkg/status stays for image scanners.
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-      libgrpc++1.51 libprotobuf32 libpqxx-6.4 libsqlite3-0 libspdlog1.10 libfmt9 libssl3 \
+      libgrpc++1.51 libprotobuf32 libpqxx-6.4 libsqlite3-0 libspdlog1.10 libfmt9 libssl3 libyaml-cpp0.7 \
       libtss2-esys-3.0.2-0 libtss2-mu0 libtss2-rc0 libtss2-sys1 libtss2-tctildr0 libtss2-tcti-device0 \
       libtss2-tcti-swtpm0 swtpm swtpm-tools \
  && rm -rf /var/lib/apt/lists/* /var/cache/apt/* /var/log/apt /var/log/dpkg.log \

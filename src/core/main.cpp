@@ -14,6 +14,8 @@
 #include <cstring>
 #include <cstdlib>
 #include <filesystem>
+#include <functional>
+#include <memory>
 #include <fstream>
 #include <iostream>
 #include <sstream>
@@ -24,6 +26,8 @@
 #include "core/attestation.hpp"
 #include "core/certificate_service.hpp"
 #include "core/enclave_service.hpp"
+#include "core/enclave_issuer.hpp"
+#include "core/kubernetes/backend.hpp"
 #include "core/local_provisioner.hpp"
 #include "core/token_service.hpp"
 #include "crypto/ca.hpp"
@@ -51,6 +55,8 @@ struct CoreOptions {
   std::string log_level = "info";
   std::string database_url;
   std::string provisioner = "local";
+  std::string certificate_issuer = "builtin";
+  licensing::core::kubernetes::KubernetesOptions kubernetes;
   fs::path enclave_binary;  // empty: "enclave" beside this program
   fs::path enclave_root;    // empty: DATA_DIR/enclaves
   std::string enclave_port_range = "20000-20999";
@@ -179,12 +185,40 @@ int serve(const CoreOptions& options) {
     throw std::runtime_error("cannot migrate the database: " + migrated.error().detail);
   }
 
-  // NOTE: only the local provisioner exists; "kubernetes" is rejected by the option check.
-  licensing::core::LocalProvisionerConfig provisioner_config;
-  provisioner_config.binary = options.enclave_binary.empty() ? default_enclave_binary() : options.enclave_binary;
-  provisioner_config.root = options.enclave_root.empty() ? options.data_dir / "enclaves" : options.enclave_root;
-  make_private_directory(provisioner_config.root);
-  licensing::core::LocalProvisioner provisioner(provisioner_config);
+  // Where enclaves run, and what the measurement names as the program that holds their keys:
+  // the enclave binary's SHA-256 for local processes, the image digest on Kubernetes.
+  std::unique_ptr<licensing::core::Provisioner> provisioner;
+  std::function<std::string()> image_sha256;
+  if (options.provisioner == "kubernetes") {
+    auto made = licensing::core::kubernetes::make_provisioner(options.kubernetes);
+    if (!made) throw std::runtime_error("cannot set up the Kubernetes provisioner: " + made.error().detail);
+    provisioner = std::move(*made);
+    image_sha256 = [digest = licensing::core::kubernetes::image_sha256(options.kubernetes.enclave_image)] { return digest; };
+  } else {
+    licensing::core::LocalProvisionerConfig provisioner_config;
+    provisioner_config.binary = options.enclave_binary.empty() ? default_enclave_binary() : options.enclave_binary;
+    provisioner_config.root = options.enclave_root.empty() ? options.data_dir / "enclaves" : options.enclave_root;
+    make_private_directory(provisioner_config.root);
+    file_sha256(provisioner_config.binary);  // fails now, not at the first measurement, when unreadable
+    image_sha256 = [binary = provisioner_config.binary]() -> std::string {
+      try {
+        return file_sha256(binary);
+      } catch (const std::exception&) {
+        return {};
+      }
+    };
+    provisioner = std::make_unique<licensing::core::LocalProvisioner>(provisioner_config);
+  }
+
+  // Who signs enclave certificates: the built-in CA, or cert-manager with the CSR only.
+  std::unique_ptr<licensing::core::EnclaveIssuer> issuer;
+  if (options.certificate_issuer == "cert-manager") {
+    auto made = licensing::core::kubernetes::make_cert_manager_issuer(options.kubernetes);
+    if (!made) throw std::runtime_error("cannot set up the cert-manager issuer: " + made.error().detail);
+    issuer = std::move(*made);
+  } else {
+    issuer = std::make_unique<licensing::core::BuiltinIssuer>(**authority);
+  }
 
   licensing::core::EnclavePolicy enclave_policy;
   enclave_policy.quota = options.enclave_quota;
@@ -199,14 +233,7 @@ int serve(const CoreOptions& options) {
   attestation_config.state_directory = options.data_dir / "tpm";
   attestation_config.tcti = options.tpm_tcti;
   attestation_config.event_pcr = options.event_pcr;
-  attestation_config.image_sha256 = [binary = provisioner_config.binary]() -> std::string {
-    try {
-      return file_sha256(binary);
-    } catch (const std::exception&) {
-      return {};
-    }
-  };
-  file_sha256(provisioner_config.binary);  // fails now, not at the first measurement, when unreadable
+  attestation_config.image_sha256 = image_sha256;
   auto attestation = licensing::core::TpmAttestation::open(attestation_config);
   if (!attestation) {
     throw std::runtime_error("cannot open the TPM (" + std::string(licensing::tpm::to_string(attestation.error().code)) +
@@ -219,7 +246,7 @@ int serve(const CoreOptions& options) {
   // Operators pin this fingerprint in their clients (licensectl trust ak add).
   std::cout << "attestation key fingerprint: " << attestation_key.fingerprint << std::endl;
 
-  licensing::core::EnclaveManager enclaves(**store, provisioner, **authority, keys, policy, enclave_policy,
+  licensing::core::EnclaveManager enclaves(**store, *provisioner, **authority, *issuer, keys, policy, enclave_policy,
                                            **attestation);
   enclaves.start();
   licensing::core::EnclaveServiceImpl enclave_service(enclaves);
@@ -309,9 +336,16 @@ int main(int argc, char** argv) {
   app.add_option("--database", options.database_url,
                  "Required: sqlite:///absolute/path.db or postgresql://... (the gateway's database)")
       ->envname("LICENSING_DATABASE_URL");
-  app.add_option("--provisioner", options.provisioner, "Where enclaves run: local (processes on this host)")
-      ->check(CLI::IsMember({"local"}))
+  app.add_option("--provisioner", options.provisioner,
+                 "Where enclaves run: local (processes on this host) or kubernetes (a pod each; see --kubernetes-*)")
+      ->check(CLI::IsMember({"local", "kubernetes"}))
       ->capture_default_str();
+  app.add_option("--certificate-issuer", options.certificate_issuer,
+                 "Who signs enclave certificates: builtin (the CA in DATA_DIR/ca) or cert-manager (a CertificateRequest "
+                 "to --cert-manager-issuer)")
+      ->check(CLI::IsMember({"builtin", "cert-manager"}))
+      ->capture_default_str();
+  licensing::core::kubernetes::add_kubernetes_options(app, options.kubernetes);
   app.add_option("--enclave-binary", options.enclave_binary, "The enclave program (default: enclave beside licensing-core)");
   app.add_option("--enclave-root", options.enclave_root, "Parent of the enclaves' private directories (default: DATA_DIR/enclaves)");
   app.add_option("--enclave-port-range", options.enclave_port_range, "Loopback ports for enclaves, FIRST-LAST")

@@ -9,10 +9,6 @@ from conftest import DEPLOY, REPOSITORY, find
 
 ENCRYPTED_VALUE = re.compile(r"^ENC\[AES256_GCM,data:.+,iv:.+,tag:.+,type:\w+\]$")
 TPM_RESOURCE = "githedgehog.com/tpmrm"
-# Flags of licensing-core that the Kubernetes backend adds; until its sources are in the tree
-# they are accepted by name. NOTE: --issuer already means the tokens' iss claim in main.cpp.
-PLANNED_CORE_FLAGS = {"--provisioner", "--kubernetes-namespace", "--enclave-image", "--enclave-domain", "--issuer",
-                      "--cert-manager-issuer", "--tpm-tcti"}
 
 
 def workloads(objects):
@@ -148,11 +144,11 @@ def test_gateway_flags_exist():
     assert flags(gateway["args"]) <= declared_flags(REPOSITORY / "src" / "gateway" / "main.cpp")
 
 
-def test_core_flags_exist_or_are_planned(rendered):
+def test_core_flags_exist(rendered):
     core = container(find(rendered, "Deployment", "licensing", "licensing"), "licensing-core")
     sources = [REPOSITORY / "src" / "core" / "main.cpp", *sorted((REPOSITORY / "src" / "core").glob("kubernetes/*.?pp"))]
 
-    assert flags(core["args"]) - declared_flags(*sources) <= PLANNED_CORE_FLAGS
+    assert flags(core["args"]) <= declared_flags(*sources)
 
 
 def test_production_uses_node_tpm(production):
