@@ -14,6 +14,12 @@ bool is_dns_subdomain(std::string_view name) {
   return !name.empty() && name.size() <= 253 && std::regex_match(name.begin(), name.end(), pattern);
 }
 
+// A namespace name: an RFC 1123 label of at most 63 characters.
+bool is_namespace_name(std::string_view name) {
+  static const std::regex pattern(R"(^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$)");
+  return std::regex_match(name.begin(), name.end(), pattern);
+}
+
 }  // namespace
 
 void add_kubernetes_options(CLI::App& app, KubernetesOptions& options) {
@@ -46,7 +52,7 @@ std::string image_sha256(std::string_view image) {
 }
 
 Result<std::shared_ptr<Client>, ApiError> make_client(const KubernetesOptions& options) {
-  if (!is_dns_label(options.namespace_name) && !is_dns_subdomain(options.namespace_name)) {
+  if (!is_namespace_name(options.namespace_name)) {
     return fail(ApiError::config, fmt::format("--kubernetes-namespace '{}' is not a valid namespace name", options.namespace_name));
   }
   auto config = options.kubeconfig.empty() ? in_cluster_config() : load_kubeconfig(options.kubeconfig);

@@ -147,9 +147,10 @@ Result<void, ApiError> open_connection(Connection& connection, const ClusterConf
 
   connection.stream = std::make_unique<TlsStream>(connection.io, tls);
   auto& stream = *connection.stream;
-  const bool is_address = host.find_first_not_of("0123456789.:abcdefABCDEF") == std::string::npos &&
-                          host.find_first_of(".:") != std::string::npos;
-  if (!is_address) SSL_set_tlsext_host_name(stream.native_handle(), host.c_str());
+  // SNI carries host names only, never IP addresses (RFC 6066, section 3).
+  beast::error_code not_address;
+  asio::ip::make_address(host, not_address);
+  if (not_address) SSL_set_tlsext_host_name(stream.native_handle(), host.c_str());
 
   beast::get_lowest_layer(stream).expires_at(deadline);
   error = run_operation(connection.io, [&](auto handler) {

@@ -5,10 +5,12 @@
 //
 // Every simulator's request log is written to $K8S_REQUEST_LOG_DIR (when set), where
 // role_check.py and the schema check read what the provisioner sent.
+#include <CLI/CLI.hpp>
 #include <gtest/gtest.h>
 #include <openssl/pem.h>
 #include <openssl/x509v3.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <netinet/in.h>
@@ -88,6 +90,8 @@ class Simulator {
     arguments.insert(arguments.end(), extra_arguments.begin(), extra_arguments.end());
     pid_ = ::fork();
     if (pid_ == 0) {
+      // The simulator ends with this test process, even when the test crashes.
+      ::prctl(PR_SET_PDEATHSIG, SIGTERM);
       std::vector<char*> argv;
       for (auto& argument : arguments) argv.push_back(argument.data());
       argv.push_back(nullptr);
@@ -978,6 +982,42 @@ TEST(KubernetesOptions, ImageMustBeByDigest) {
   auto provisioner = k8s::make_provisioner(options);
   ASSERT_FALSE(provisioner);
   EXPECT_NE(provisioner.error().detail.find("--enclave-image"), std::string::npos);
+}
+
+TEST(KubernetesOptions, FlagsRegisteredWithDefaults) {
+  CLI::App app;
+  k8s::KubernetesOptions defaults;
+  k8s::add_kubernetes_options(app, defaults);
+  app.parse(std::vector<std::string>{});
+
+  EXPECT_EQ(defaults.namespace_name, "licensing-enclaves");
+  EXPECT_EQ(defaults.cert_manager_issuer, "licensing-ca");
+  EXPECT_EQ(defaults.cert_manager_timeout_seconds, 60);
+  EXPECT_TRUE(defaults.kubeconfig.empty());
+
+  CLI::App other;
+  k8s::KubernetesOptions options;
+  k8s::add_kubernetes_options(other, options);
+  // CLI11 parses a reversed argument vector.
+  other.parse(std::vector<std::string>{"30", "--cert-manager-timeout", "ca", "--cert-manager-issuer", "example.org",
+                                       "--enclave-domain", "enclave@sha256:" + std::string(64, 'c'), "--enclave-image",
+                                       "/tmp/kubeconfig", "--kubeconfig", "team", "--kubernetes-namespace"});
+  EXPECT_EQ(options.namespace_name, "team");
+  EXPECT_EQ(options.kubeconfig, "/tmp/kubeconfig");
+  EXPECT_EQ(options.enclave_domain, "example.org");
+  EXPECT_EQ(options.cert_manager_issuer, "ca");
+  EXPECT_EQ(options.cert_manager_timeout_seconds, 30);
+  EXPECT_THROW(other.parse(std::vector<std::string>{"0", "--cert-manager-timeout"}), CLI::ValidationError);
+}
+
+TEST(KubernetesOptions, NamespaceValidated) {
+  k8s::KubernetesOptions options;
+  options.namespace_name = "Not_A_Namespace";
+
+  auto client = k8s::make_client(options);
+
+  ASSERT_FALSE(client);
+  EXPECT_NE(client.error().detail.find("--kubernetes-namespace"), std::string::npos);
 }
 
 }  // namespace

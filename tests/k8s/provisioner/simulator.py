@@ -507,6 +507,7 @@ def main():
     parser.add_argument("--pod-ready-delay", type=float, default=0.3, help="seconds until a new pod is Ready")
     parser.add_argument("--pod-delete-delay", type=float, default=0.2, help="seconds until a deleted pod is gone")
     parser.add_argument("--sign-delay", type=float, default=0.3, help="seconds until a CertificateRequest is signed")
+    parser.add_argument("--max-seconds", type=float, default=300, help="seconds after which the simulator exits")
     options = parser.parse_args()
 
     os.makedirs(options.directory, mode=0o700, exist_ok=True)
@@ -546,6 +547,10 @@ def main():
     write_file(os.path.join(options.directory, "port.tmp"), str(port).encode(), 0o644)
     os.replace(os.path.join(options.directory, "port.tmp"), os.path.join(options.directory, "port"))
     print(f"simulator listening on https://127.0.0.1:{port}", flush=True)
+    # A simulator whose test never stops it still ends.
+    stopper = threading.Timer(options.max_seconds, server.shutdown)
+    stopper.daemon = True
+    stopper.start()
     try:
         server.serve_forever()
     except KeyboardInterrupt:
