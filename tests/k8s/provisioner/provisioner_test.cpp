@@ -609,6 +609,39 @@ TEST_F(KubernetesProvisionerTest, ClientErrorsNotRetried) {
   EXPECT_EQ(simulator_->requests().size(), 1u);
 }
 
+TEST_F(KubernetesProvisionerTest, InClusterConfigUsed) {
+  const fs::path service_account = simulator_->directory() / "serviceaccount";
+  fs::create_directories(service_account);
+  fs::copy_file(simulator_->directory() / "ca.pem", service_account / "ca.crt");
+  fs::copy_file(simulator_->directory() / "token", service_account / "token");
+  const std::string server = simulator_->cluster_config().server;
+  const std::string port = server.substr(server.rfind(':') + 1);
+  ::setenv("KUBERNETES_SERVICE_HOST", "127.0.0.1", 1);
+  ::setenv("KUBERNETES_SERVICE_PORT", port.c_str(), 1);
+
+  auto config = k8s::in_cluster_config(service_account);
+  ::unsetenv("KUBERNETES_SERVICE_HOST");
+  ::unsetenv("KUBERNETES_SERVICE_PORT");
+
+  ASSERT_TRUE(config) << config.error().detail;
+  EXPECT_EQ(config->server, server);
+  EXPECT_EQ(config->token_file, service_account / "token");
+  k8s::Client client(std::move(*config));
+  auto listed = client.request("GET", "/api/v1/namespaces/" + kNamespace + "/pods");
+  ASSERT_TRUE(listed) << listed.error().detail;
+  EXPECT_EQ(listed->status, 200u);
+}
+
+TEST(KubernetesConfig, InClusterNeedsEnvironment) {
+  ::unsetenv("KUBERNETES_SERVICE_HOST");
+
+  auto config = k8s::in_cluster_config("/nonexistent");
+
+  ASSERT_FALSE(config);
+  EXPECT_EQ(config.error().detail,
+            "KUBERNETES_SERVICE_HOST and KUBERNETES_SERVICE_PORT are not set: run in a pod or pass --kubeconfig");
+}
+
 TEST_F(KubernetesProvisionerTest, RotatedTokenReadAgain) {
   auto client = simulator_->client();
   ASSERT_EQ(client->request("GET", "/api/v1/namespaces/" + kNamespace + "/pods")->status, 200u);
