@@ -57,6 +57,15 @@ Result<void, EnclaveError> check_p256_csr(const std::string& csr_pem) {
 
 }  // namespace
 
+// The host of an https://host:port endpoint, or empty when it has another form.
+static std::string endpoint_host(std::string_view endpoint) {
+  constexpr std::string_view scheme = "https://";
+  if (!endpoint.starts_with(scheme)) return {};
+  const auto authority = endpoint.substr(scheme.size(), endpoint.find('/', scheme.size()) - scheme.size());
+  const auto colon = authority.rfind(':');
+  return std::string(colon == std::string_view::npos ? authority : authority.substr(0, colon));
+}
+
 std::string enclave_dns_name(std::string_view enclave_id) {
   return std::string(enclave_id) + ".enclaves.licensing.internal";
 }
@@ -363,6 +372,12 @@ Result<licensing::v1::SignEnclaveCsrResponse, EnclaveError> EnclaveManager::sign
   request.csr_pem = csr_pem;
   request.dns_names = {enclave_dns_name(enclave_id)};
   request.ip_addresses = provisioner_.certificate_ip_addresses();
+  // Clients check that the certificate names the host of the endpoint they connect to:
+  // an ingress host name on Kubernetes, an address (already listed) for local processes.
+  if (const auto host = endpoint_host(provisioner_.endpoint(enclave_id, (*enclave)->port));
+      !host.empty() && host.find_first_not_of("0123456789.:[]") != std::string::npos && host != request.dns_names.front()) {
+    request.dns_names.push_back(host);
+  }
   request.lifetime = policy_.certificate_lifetime;
   auto issued = issuer_->issue(request);
   if (!issued) {
