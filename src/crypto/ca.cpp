@@ -567,6 +567,14 @@ Result<std::unique_ptr<CertificateAuthority>, CertificateError> CertificateAutho
 }
 
 Result<KeyAndCsr, CertificateError> generate_key_and_csr(std::string_view common_name) {
+  return generate_key_and_csr(common_name, {});
+}
+
+Result<KeyAndCsr, CertificateError> generate_key_and_csr(std::string_view common_name,
+                                                         const std::vector<std::string>& dns_names) {
+  for (const auto& name : dns_names) {
+    if (!is_valid_dns_name(name)) return fail(CertificateError::invalid_request, "invalid DNS name in the CSR: " + name);
+  }
   if (common_name.empty() || common_name.size() > kMaxCommonNameBytes) {
     return fail(CertificateError::invalid_request, "common name must be 1 to 64 bytes");
   }
@@ -578,10 +586,28 @@ Result<KeyAndCsr, CertificateError> generate_key_and_csr(std::string_view common
 
   ossl::X509Req request(X509_REQ_new());
   if (!request || X509_REQ_set_version(request.get(), X509_REQ_VERSION_1) != 1 ||
-      X509_REQ_set_subject_name(request.get(), subject->get()) != 1 || X509_REQ_set_pubkey(request.get(), key.get()) != 1 ||
-      X509_REQ_sign(request.get(), key.get(), EVP_sha256()) <= 0) {
+      X509_REQ_set_subject_name(request.get(), subject->get()) != 1 || X509_REQ_set_pubkey(request.get(), key.get()) != 1) {
     return fail_signing("building the CSR failed");
   }
+  if (!dns_names.empty()) {
+    ossl::GeneralNames names(GENERAL_NAMES_new());
+    for (const auto& dns_name : dns_names) {
+      ossl::GeneralName name(GENERAL_NAME_new());
+      ossl::Asn1String text(ASN1_IA5STRING_new());
+      if (!names || !name || !text || ASN1_STRING_set(text.get(), dns_name.data(), static_cast<int>(dns_name.size())) != 1) {
+        return fail_signing("building the CSR's subjectAltName failed");
+      }
+      GENERAL_NAME_set0_value(name.get(), GEN_DNS, text.release());
+      if (sk_GENERAL_NAME_push(names.get(), name.get()) <= 0) return fail_signing("building the CSR's subjectAltName failed");
+      name.release();
+    }
+    STACK_OF(X509_EXTENSION)* extensions = nullptr;
+    const bool added = X509V3_add1_i2d(&extensions, NID_subject_alt_name, names.get(), 0, X509V3_ADD_DEFAULT) == 1 &&
+                       X509_REQ_add_extensions(request.get(), extensions) == 1;
+    sk_X509_EXTENSION_pop_free(extensions, X509_EXTENSION_free);
+    if (!added) return fail_signing("adding the subjectAltName to the CSR failed");
+  }
+  if (X509_REQ_sign(request.get(), key.get(), EVP_sha256()) <= 0) return fail_signing("signing the CSR failed");
 
   auto csr_pem = ossl::request_to_pem(request.get());
   auto key_pem = ossl::private_key_to_pem(key.get());

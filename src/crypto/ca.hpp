@@ -95,5 +95,9 @@ struct KeyAndCsr {
   std::string csr_pem;
 };
 Result<KeyAndCsr, CertificateError> generate_key_and_csr(std::string_view common_name);
+// The same, with a subjectAltName extension request naming `dns_names`, for issuers that
+// take the names from the CSR (cert-manager's CA issuer does).
+Result<KeyAndCsr, CertificateError> generate_key_and_csr(std::string_view common_name,
+                                                         const std::vector<std::string>& dns_names);
 
 }  // namespace licensing::crypto

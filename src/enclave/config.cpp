@@ -27,6 +27,7 @@ constexpr std::string_view var_jwks = "LICENSING_ENCLAVE_JWKS_FILE";
 constexpr std::string_view var_issuer = "LICENSING_ENCLAVE_ISSUER";
 constexpr std::string_view var_require_client_cert = "LICENSING_ENCLAVE_REQUIRE_CLIENT_CERT";
 constexpr std::string_view var_renewal_fraction = "LICENSING_ENCLAVE_RENEWAL_FRACTION";
+constexpr std::string_view var_public_host = "LICENSING_ENCLAVE_PUBLIC_HOST";
 
 constexpr std::size_t max_owner_bytes = 128;
 
@@ -134,6 +135,15 @@ Result<void, ConfigError> parse_optional(const Environment& environment, Config&
       return fail(ConfigError::invalid, name(var_renewal_fraction) + " must be a number above 0 and below 1, not '" + *value + "'");
     }
     config.renewal_fraction = fraction;
+  }
+
+  if (auto value = environment(var_public_host); value && !value->empty()) {
+    // A host name of DNS labels: letters, digits and inner hyphens, at most 253 characters.
+    static const std::regex host_name("([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\\.)*[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?");
+    if (value->size() > 253 || !std::regex_match(*value, host_name)) {
+      return fail(ConfigError::invalid, name(var_public_host) + " must be a lowercase DNS name, not '" + *value + "'");
+    }
+    config.public_host = *value;
   }
   return {};
 }

@@ -34,6 +34,9 @@ struct Config {
   std::filesystem::path jwks_file;      // LICENSING_ENCLAVE_JWKS_FILE: an existing file
   std::string issuer;                   // LICENSING_ENCLAVE_ISSUER
   bool require_client_cert = true;      // LICENSING_ENCLAVE_REQUIRE_CLIENT_CERT: "true" or "false"
+  // LICENSING_ENCLAVE_PUBLIC_HOST (optional): the DNS name clients reach the enclave at, such
+  // as its ingress host on Kubernetes. The CSR asks for it besides the enclave's own name.
+  std::string public_host;
   // LICENSING_ENCLAVE_RENEWAL_FRACTION (optional, not part of the provisioner contract): the
   // fraction of the certificate lifetime after which it is renewed, above 0 and below 1.
   double renewal_fraction = 2.0 / 3.0;

@@ -264,7 +264,10 @@ Result<Identity, IdentityError> IdentityManager::request(CredentialKind kind) {
 
   // A new key for every request, written before the CSR leaves so that a crash cannot
   // separate a stored chain from its key.
-  auto generated = crypto::generate_key_and_csr(enclave_dns_name(config_.enclave_id));
+  // The CSR names the enclave (and its public host), for issuers that take the names from it.
+  std::vector<std::string> names = {enclave_dns_name(config_.enclave_id)};
+  if (!config_.public_host.empty()) names.push_back(config_.public_host);
+  auto generated = crypto::generate_key_and_csr(names.front(), names);
   if (!generated) return fail(IdentityError::crypto, "making the key and CSR failed: " + generated.error().detail);
   const SecretBytes key_pem(std::string_view(generated->private_key_pem));
   wipe_string(generated->private_key_pem);

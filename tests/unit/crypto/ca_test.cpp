@@ -575,4 +575,26 @@ TEST(GenerateKeyAndCsr, BadCommonNameRejected) {
 }
 
 }  // namespace
+TEST(KeyAndCsrTest, CsrRequestsTheGivenNames) {
+  auto generated = generate_key_and_csr("enclave.example", {"enclave.example", "public.example.com"});
+  ASSERT_TRUE(generated.has_value());
+  auto request = ossl::request_from_pem(generated->csr_pem);
+  ASSERT_TRUE(request.has_value());
+  STACK_OF(X509_EXTENSION)* extensions = X509_REQ_get_extensions(request->get());
+  ASSERT_NE(extensions, nullptr);
+  ossl::GeneralNames names(static_cast<GENERAL_NAMES*>(X509V3_get_d2i(extensions, NID_subject_alt_name, nullptr, nullptr)));
+  sk_X509_EXTENSION_pop_free(extensions, X509_EXTENSION_free);
+  ASSERT_TRUE(names);
+  std::vector<std::string> dns_names;
+  for (int index = 0; index < sk_GENERAL_NAME_num(names.get()); ++index) {
+    const GENERAL_NAME* name = sk_GENERAL_NAME_value(names.get(), index);
+    ASSERT_EQ(name->type, GEN_DNS);
+    dns_names.emplace_back(reinterpret_cast<const char*>(ASN1_STRING_get0_data(name->d.dNSName)),
+                           static_cast<std::size_t>(ASN1_STRING_length(name->d.dNSName)));
+  }
+  EXPECT_EQ(dns_names, (std::vector<std::string>{"enclave.example", "public.example.com"}));
+
+  EXPECT_FALSE(generate_key_and_csr("x", {"not a name"}).has_value());
+}
+
 }  // namespace licensing::crypto

@@ -195,5 +195,22 @@ TEST_F(ConfigTest, RenewalFractionOutOfRangeIsRejected) {
   }
 }
 
+TEST_F(ConfigTest, PublicHostIsCheckedAndOptional) {
+  auto without = load();
+  ASSERT_TRUE(without.has_value());
+  EXPECT_TRUE(without->public_host.empty());
+
+  variables_["LICENSING_ENCLAVE_PUBLIC_HOST"] = "enclave-1.enclaves.example.com";
+  auto with = load();
+  ASSERT_TRUE(with.has_value());
+  EXPECT_EQ(with->public_host, "enclave-1.enclaves.example.com");
+
+  for (const char* value : {"Upper.example.com", "-lead.example.com", "a..b", "host name", "a.example.com.", "x/y"}) {
+    SCOPED_TRACE(value);
+    variables_["LICENSING_ENCLAVE_PUBLIC_HOST"] = value;
+    expect_failure(ConfigError::invalid, "LICENSING_ENCLAVE_PUBLIC_HOST");
+  }
+}
+
 }  // namespace
 }  // namespace licensing::enclave
