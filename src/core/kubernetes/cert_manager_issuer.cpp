@@ -157,7 +157,7 @@ Result<void, IssuerError> check_csr_names(const EnclaveCertificateRequest& reque
   }
 
   // subjectAltName: DNS names and IP addresses of the request, nothing else.
-  bool has_first_name = false;
+  std::vector<std::string> requested_dns_names;
   STACK_OF(X509_EXTENSION)* extensions = X509_REQ_get_extensions(parsed->get());
   crypto::ossl::GeneralNames names(
       extensions != nullptr ? static_cast<GENERAL_NAMES*>(X509V3_get_d2i(extensions, NID_subject_alt_name, nullptr, nullptr))
@@ -169,7 +169,7 @@ Result<void, IssuerError> check_csr_names(const EnclaveCertificateRequest& reque
     if (name->type == GEN_DNS) {
       value = asn1_text(name->d.dNSName);
       if (!contains(request.dns_names, value)) return fail(IssuerError::invalid_csr, "the CSR asks for DNS name " + value);
-      if (!request.dns_names.empty() && value == request.dns_names.front()) has_first_name = true;
+      requested_dns_names.push_back(value);
     } else if (name->type == GEN_IPADD) {
       value = ip_text(name->d.iPAddress);
       if (!contains(request.ip_addresses, value)) return fail(IssuerError::invalid_csr, "the CSR asks for IP address " + value);
@@ -178,9 +178,13 @@ Result<void, IssuerError> check_csr_names(const EnclaveCertificateRequest& reque
     }
   }
   ERR_clear_error();
-  if (!has_first_name) {
-    return fail(IssuerError::invalid_csr,
-                fmt::format("the CSR must name DNS:{} in its subjectAltName", request.dns_names.empty() ? "" : request.dns_names.front()));
+
+  // cert-manager signs only the names the CSR requests, and clients check them, so every
+  // DNS name the core chose must be there.
+  for (const auto& dns_name : request.dns_names) {
+    if (!contains(requested_dns_names, dns_name)) {
+      return fail(IssuerError::invalid_csr, fmt::format("the CSR must name DNS:{} in its subjectAltName", dns_name));
+    }
   }
   return {};
 }

@@ -24,7 +24,7 @@ struct CertManagerIssuerConfig {
 
 // Checks that the CSR names only what `request` allows. Its subject may be one CN, which
 // must be one of the DNS names or IP addresses. Its subjectAltName entries must be DNS
-// names or IP addresses of the request, and must include the first DNS name.
+// names or IP addresses of the request, and must include every DNS name of the request.
 Result<void, IssuerError> check_csr_names(const EnclaveCertificateRequest& request);
 
 class CertManagerIssuer final : public EnclaveIssuer {

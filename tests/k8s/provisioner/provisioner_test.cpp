@@ -875,6 +875,11 @@ TEST_F(CertManagerIssuerTest, CsrForOtherNamesRejected) {
   EXPECT_EQ(other_subject.error().code, licensing::core::IssuerError::invalid_csr);
   ASSERT_FALSE(no_san);
   EXPECT_EQ(no_san.error().detail, "the CSR must name DNS:" + dns_name + " in its subjectAltName");
+  auto two_names = request_for(id, make_csr(dns_name, {dns_name}));
+  two_names.dns_names.push_back("enclave-" + id + ".enclaves.example.test");
+  auto missing_second = signer.issue(two_names);
+  ASSERT_FALSE(missing_second);
+  EXPECT_EQ(missing_second.error().detail, "the CSR must name DNS:enclave-" + id + ".enclaves.example.test in its subjectAltName");
   EXPECT_TRUE(requests_matching("POST", "/certificaterequests").empty()) << "nothing reaches cert-manager";
 }
 
@@ -938,13 +943,18 @@ TEST_F(CertManagerIssuerTest, EnclaveManagerSignsThroughCertManager) {
   credential.resize(static_cast<std::size_t>(length));
   while (!credential.empty() && credential.back() == '\0') credential.pop_back();
 
+  // The CSR names the internal name and the ingress host, which cert-manager copies.
   const std::string dns_name = licensing::core::enclave_dns_name(enclave->id);
-  auto signed_csr = manager.sign_csr(enclave->id, credential, make_csr(dns_name, {dns_name}));
+  const std::string ingress_host = "enclave-" + enclave->id + ".enclaves.example.test";
+  auto signed_csr = manager.sign_csr(enclave->id, credential, make_csr(dns_name, {dns_name, ingress_host}));
 
   ASSERT_TRUE(signed_csr) << signed_csr.error().detail;
   EXPECT_NE(signed_csr->certificate_chain_pem().find(read_text(simulator_->directory() / "signing-ca.pem")), std::string::npos);
   EXPECT_EQ(observer.enclave_ids, std::vector<std::string>{enclave->id});
   EXPECT_EQ(certificate_requests_left(), 0u);
+  const auto posts = requests_matching("POST", "/certificaterequests");
+  ASSERT_EQ(posts.size(), 1u);
+  EXPECT_EQ(posts[0]["body"]["metadata"]["labels"][std::string(k8s::kEnclaveIdLabel)], enclave->id);
   fs::remove_all(directory);
 }
 

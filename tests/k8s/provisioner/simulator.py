@@ -511,6 +511,7 @@ def main():
     options = parser.parse_args()
 
     os.makedirs(options.directory, mode=0o700, exist_ok=True)
+    os.makedirs(os.path.dirname(os.path.abspath(options.log)), exist_ok=True)
     serving_key, serving_ca = make_ca("simulator serving CA")
     leaf_key = ec.generate_private_key(ec.SECP256R1())
     leaf = issue_server_certificate(serving_key, serving_ca, leaf_key.public_key(),
