@@ -72,7 +72,7 @@ def test_role_grants_exactly_the_provisioner_requests(production):
     expected |= {("", "configmaps", verb) for verb in ("create", "get", "update", "delete")}
     expected |= {("", "secrets", verb) for verb in ("create", "get", "delete")}
     expected |= {("networking.k8s.io", "ingresses", verb) for verb in ("create", "get", "delete")}
-    expected |= {("cert-manager.io", "certificaterequests", verb) for verb in ("create", "get", "delete")}
+    expected |= {("cert-manager.io", "certificaterequests", verb) for verb in ("create", "get", "watch", "delete")}
 
     assert granted == expected
     assert all(len(rule["apiGroups"]) == 1 for rule in role["rules"])
