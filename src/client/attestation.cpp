@@ -171,7 +171,7 @@ std::vector<AttestationCheck> check_enclave_certificate(const std::vector<std::s
     }
   }
   if (root_count == 0) {
-    checks.push_back(failed("certificate_untrusted", "the trust store has no CA certificate (licensectl trust ca add FILE)"));
+    checks.push_back(failed("certificate_untrusted", "the trust store has no CA certificate (licensectl trust add ca FILE)"));
     return checks;
   }
   ossl::X509Stack intermediates(sk_X509_new_null());
@@ -248,7 +248,7 @@ AttestationReport verify_enclave_attestation(const nlohmann::json& evidence, con
   AttestationReport report;
   auto& checks = report.checks;
   if (trust.attestation_keys.empty()) {
-    checks.push_back(failed("ak_untrusted", "no attestation key is pinned (licensectl trust ak add FINGERPRINT)"));
+    checks.push_back(failed("ak_untrusted", "no attestation key is pinned (licensectl trust add ak FINGERPRINT)"));
     return report;
   }
 

@@ -372,12 +372,25 @@ std::pair<fs::path, fs::path> client_certificate(GlobalOptions& options, const f
   return {certificate_file, key_file};
 }
 
-// Parses the endpoint https://host:port into its host.
-std::string endpoint_host(const std::string& endpoint) {
-  std::string rest = endpoint.starts_with("https://") ? endpoint.substr(8) : endpoint;
-  rest = rest.substr(0, rest.find('/'));
-  if (rest.starts_with("[")) return rest.substr(1, rest.find(']') - 1);
-  return rest.substr(0, rest.rfind(':'));
+// An enclave endpoint as the gateway reports it: exactly https://HOST:PORT, nothing more.
+// The client builds every request URL from these parts, so a gateway cannot steer a
+// request to another path of the attested enclave.
+struct Endpoint {
+  std::string host;
+  std::string port;
+  std::string url() const { return "https://" + (host.find(':') != std::string::npos ? "[" + host + "]" : host) + ":" + port; }
+};
+
+Endpoint parse_endpoint(const std::string& endpoint) {
+  static const std::regex form(R"(https://([a-z0-9.-]+|\[[0-9a-f:]+\]):([0-9]{1,5}))");
+  std::smatch match;
+  if (!std::regex_match(endpoint, match, form) || std::stoul(match[2].str()) == 0 || std::stoul(match[2].str()) > 65535) {
+    throw std::runtime_error("the gateway reported an invalid enclave endpoint '" + endpoint +
+                             "'; expected https://HOST:PORT with nothing after the port");
+  }
+  std::string host = match[1].str();
+  if (host.starts_with("[")) host = host.substr(1, host.size() - 2);
+  return {host, match[2].str()};
 }
 
 struct AttestedEnclave {
@@ -396,6 +409,7 @@ AttestedEnclave attest(GlobalOptions& options, const fs::path& session_file, con
   }
   AttestedEnclave attested{nlohmann::json::parse(shown.body), {}};
   const std::string endpoint = attested.enclave.value("endpoint", "");
+  const Endpoint parsed_endpoint = parse_endpoint(endpoint);
 
   auto trust = licensing::client::TrustStore::load(trust_file);
   if (!trust) throw std::runtime_error(trust.error().detail);
@@ -410,7 +424,7 @@ AttestedEnclave attest(GlobalOptions& options, const fs::path& session_file, con
     throw std::runtime_error("the server did not attest enclave " + id);
   }
   const auto evidence = nlohmann::json::parse(response.body, nullptr, false);
-  const licensing::client::EnclaveExpectation expected{id, endpoint_host(endpoint), nonce, std::chrono::system_clock::now()};
+  const licensing::client::EnclaveExpectation expected{id, parsed_endpoint.host, nonce, std::chrono::system_clock::now()};
   attested.report = licensing::client::verify_enclave_attestation(evidence, expected, *trust);
   const auto milliseconds = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - started).count();
 
@@ -425,9 +439,44 @@ AttestedEnclave attest(GlobalOptions& options, const fs::path& session_file, con
   return attested;
 }
 
+// The CA bundle for connections to enclaves: the trust store's first, else the gateway's.
+std::string enclave_ca_bundle(const GlobalOptions& options, const fs::path& trust_file) {
+  auto trust = licensing::client::TrustStore::load(trust_file);
+  return trust && !trust->ca_bundles.empty() ? trust->ca_bundles.front() : options.ca_bundle;
+}
+
 int enclave_attest(GlobalOptions& options, const fs::path& session_file, const fs::path& trust_file, const std::string& id) {
-  const auto attested = attest(options, session_file, trust_file, id, true);
-  return attested.report.verified ? 0 : 1;
+  const auto attested = attest(options, session_file, trust_file, id, false);
+  auto checks = attested.report.checks;
+  bool verified = attested.report.verified;
+
+  // The last check: the enclave itself presents the attested certificate at a TLS
+  // handshake (GET /healthz, with the owner's client certificate and no token).
+  if (verified) {
+    const auto [certificate_file, key_file] = client_certificate(options, session_file, id);
+    HttpRequest probe{"GET", parse_endpoint(attested.enclave.value("endpoint", "")).url() + "/healthz", {}, {}, "text/plain"};
+    auto response = licensing::client::send_attested(
+        probe, attested.report,
+        HttpOptions{enclave_ca_bundle(options, trust_file), std::chrono::seconds(30), certificate_file.string(),
+                    key_file.string(), {}});
+    if (response) {
+      checks.push_back({"tls_certificate_pinned", true, "the enclave presents the attested certificate"});
+    } else {
+      checks.push_back({"tls_certificate_pinned", false, response.error().detail});
+      verified = false;
+    }
+  }
+
+  std::cout << "attestation of enclave " << id << " at " << attested.enclave.value("endpoint", "") << "\n";
+  for (const auto& check : checks) {
+    std::cout << "  [" << (check.passed ? " ok " : "FAIL") << "] " << check.name << ": " << check.detail << "\n";
+  }
+  std::string failed;
+  for (const auto& check : checks) {
+    if (!check.passed && failed.empty()) failed = check.name;
+  }
+  std::cout << (verified ? "verdict: attested\n" : "verdict: NOT attested (" + failed + ")\n");
+  return verified ? 0 : 1;
 }
 
 int enclave_call(GlobalOptions& options, const fs::path& session_file, const fs::path& trust_file, const std::string& id,
@@ -448,10 +497,9 @@ int enclave_call(GlobalOptions& options, const fs::path& session_file, const fs:
   const auto token = nlohmann::json::parse(minted.body).value("access_token", "");
 
   // The connection is accepted only when the enclave presents the attested certificate.
-  auto trust = licensing::client::TrustStore::load(trust_file);
-  const std::string ca_bundle = trust && !trust->ca_bundles.empty() ? trust->ca_bundles.front() : options.ca_bundle;
-  HttpRequest request{method, enclave.value("endpoint", "") + path, {{"Authorization", "Bearer " + token}}, data,
-                      "application/octet-stream"};
+  const std::string ca_bundle = enclave_ca_bundle(options, trust_file);
+  HttpRequest request{method, parse_endpoint(enclave.value("endpoint", "")).url() + path,
+                      {{"Authorization", "Bearer " + token}}, data, "application/octet-stream"};
   auto response = licensing::client::send_attested(
       request, attested.report, HttpOptions{ca_bundle, std::chrono::seconds(30), certificate_file.string(), key_file.string(), {}});
   if (!response) throw std::runtime_error(response.error().detail);

@@ -243,7 +243,7 @@ int serve(const CoreOptions& options) {
   info("attestation_key", {{"fingerprint", attestation_key.fingerprint},
                            {"name", licensing::crypto::ossl::to_hex(attestation_key.name)},
                            {"tpm", options.tpm_tcti.empty() ? "embedded swtpm" : options.tpm_tcti}});
-  // Operators pin this fingerprint in their clients (licensectl trust ak add).
+  // Operators pin this fingerprint in their clients (licensectl trust add ak).
   std::cout << "attestation key fingerprint: " << attestation_key.fingerprint << std::endl;
 
   licensing::core::EnclaveManager enclaves(**store, *provisioner, **authority, *issuer, keys, policy, enclave_policy,

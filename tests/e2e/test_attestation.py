@@ -242,7 +242,8 @@ def test_licensectl_attest_and_call(stack, bin_dir, user_home, owned_enclave):
     assert licensectl(stack, bin_dir, user_home, "trust", "add", "ca", str(stack.ca_bundle)).returncode == 0
     attested = licensectl(stack, bin_dir, user_home, "enclave", "attest", enclave_id)
     assert attested.returncode == 0, attested.stdout + attested.stderr
-    for check in ("ak_trusted", "quote_nonce", "event_log", "certificate_chain", "certificate_names"):
+    for check in ("ak_trusted", "quote_nonce", "event_log", "certificate_chain", "certificate_names",
+                  "tls_certificate_pinned"):
         assert f"[ ok ] {check}" in attested.stdout
     assert "verdict: attested" in attested.stdout
 
