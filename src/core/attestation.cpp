@@ -141,9 +141,9 @@ tpm::TpmResult<tpm::Attestor*> TpmAttestation::attestor() {
   if (now < next_open_) return fail(TpmError::unreachable, "the TPM was unreachable less than a second ago");
   next_open_ = now + reopen_interval;
 
-  if (swtpm_ && ::kill(swtpm_->pid(), 0) != 0) {
+  if (swtpm_ && swtpm_->exited()) {
     // The embedded swtpm exited: start it again on the same state.
-    logging::warn("swtpm_restarting", {{"pid", swtpm_->pid()}});
+    logging::warn("swtpm_restarting", {});
     swtpm_.reset();
     auto started = start_embedded_swtpm();
     if (!started) return std::unexpected(started.error());

@@ -305,6 +305,18 @@ TpmResult<void> SwtpmProcess::power_cycle() {
   return {};
 }
 
+bool SwtpmProcess::exited() {
+  if (pid_ <= 0) return true;
+  int status = 0;
+  const pid_t reaped = ::waitpid(pid_, &status, WNOHANG);
+  if (reaped == pid_ || (reaped < 0 && errno == ECHILD)) {
+    logging::warn("swtpm_exited", {{"pid", pid_}, {"status", status}});
+    pid_ = -1;
+    return true;
+  }
+  return false;
+}
+
 void SwtpmProcess::stop() {
   if (pid_ <= 0) return;
 

@@ -62,6 +62,9 @@ class SwtpmProcess {
   std::uint16_t control_port() const { return control_port_; }
   pid_t pid() const { return pid_; }
   bool running() const { return pid_ > 0; }
+  // Reaps swtpm when it has exited (a zombie still answers kill(pid, 0)), and returns true
+  // then; the object is no longer running() afterwards.
+  bool exited();
 
   // Sends CMD_INIT on the control channel: the TPM is reinitialized as after a power
   // cycle, loses PCRs, sessions and transient objects, and waits for TPM2_Startup.

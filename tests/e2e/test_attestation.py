@@ -395,3 +395,24 @@ def test_tpm_in_lockout_is_503(start_stack, work_dir):
     finally:
         swtpm.terminate()
         swtpm.wait(timeout=10)
+
+
+def test_embedded_swtpm_restarted_after_it_dies(api, stack, owned_enclave):
+    enclave = owned_enclave["enclave"]
+    pid = int((stack.core_dir / "tpm" / "swtpm.pid").read_text())
+    os.kill(pid, 9)
+    deadline = time.monotonic() + 20
+    statuses = []
+    while time.monotonic() < deadline:
+        nonce = os.urandom(32)
+        response = attestation(api, enclave["id"], owned_enclave["headers"], nonce)
+        statuses.append(response.status_code)
+        if response.status_code == 200:
+            break
+        assert response.status_code == 503, response.text
+        time.sleep(0.3)
+    assert statuses[-1] == 200, statuses
+    new_pid = int((stack.core_dir / "tpm" / "swtpm.pid").read_text())
+    assert new_pid != pid
+    # The restarted TPM's PCR 23 was empty; the core extended the log again.
+    verify_independently(response.json(), nonce, enclave["id"], presented_certificate(owned_enclave["client"]))
