@@ -214,7 +214,8 @@ Result<licensing::v1::SignEnclaveCsrResponse, CoreError> CoreClient::sign_enclav
   request.set_credential(credential);
   request.set_csr_pem(csr_pem);
   licensing::v1::SignEnclaveCsrResponse response;
-  const auto status = enclaves_->SignEnclaveCsr(context().get(), request, &response);
+  // cert-manager may take up to its timeout to sign, so this call gets the long deadline.
+  const auto status = enclaves_->SignEnclaveCsr(long_context().get(), request, &response);
   if (!status.ok()) return failure<licensing::v1::SignEnclaveCsrResponse>(status, "SignEnclaveCsr");
   return response;
 }

@@ -106,6 +106,9 @@ json KubernetesProvisioner::pod_manifest(const InstanceConfig& config) const {
       env_variable("LICENSING_ENCLAVE_JWKS_FILE", fmt::format("{}/{}", kConfigMount, kJwksKey)),
       env_variable("LICENSING_ENCLAVE_ISSUER", config.issuer),
       env_variable("LICENSING_ENCLAVE_REQUIRE_CLIENT_CERT", config.require_client_certificate ? "true" : "false"),
+      // The ingress host clients connect to: the CSR must ask for it, because cert-manager
+      // signs only the names a CSR contains.
+      env_variable("LICENSING_ENCLAVE_PUBLIC_HOST", fmt::format("{}.{}", names.pod, config_.enclave_domain)),
   });
   // TCP probes: the enclave listens only once it has a certificate, and an HTTPS probe
   // would fail its client-certificate check.
