@@ -91,6 +91,11 @@ Result<void, ConfigError> check_directory(const std::filesystem::path& directory
   if (!directory.is_absolute()) return fail(ConfigError::invalid, name(var_dir) + " must be an absolute path");
 
   struct stat status {};
+  // A missing directory whose parent exists is created 0700: on Kubernetes the directory
+  // lies inside an in-memory volume whose root the enclave does not own.
+  if (::lstat(directory.c_str(), &status) != 0 && errno == ENOENT && ::mkdir(directory.c_str(), 0700) == 0) {
+    ::chmod(directory.c_str(), 0700);  // mkdir applies the umask
+  }
   if (::lstat(directory.c_str(), &status) != 0) {
     return fail(ConfigError::not_found, name(var_dir) + ": " + directory.string() + " cannot be read: " + std::strerror(errno));
   }

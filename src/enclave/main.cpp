@@ -5,6 +5,7 @@
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/signal_set.hpp>
+#include <boost/asio/steady_timer.hpp>
 
 #include <chrono>
 #include <condition_variable>
@@ -165,6 +166,7 @@ int run() {
                                     {"require_client_cert", config->require_client_cert},
                                     {"next_renewal", unix_seconds(identities.renewal_time(*identity))}});
 
+  boost::asio::steady_timer jwks_timer(io);
   boost::asio::signal_set signals(io, SIGINT, SIGTERM, SIGHUP);
   std::function<void(const boost::system::error_code&, int)> on_signal = [&](const boost::system::error_code& ec, int number) {
     if (ec) return;
@@ -176,9 +178,26 @@ int run() {
       return;
     }
     logging::info("enclave_stopping", {{"signal", number}});
+    jwks_timer.cancel();
     server.stop();
   };
   signals.async_wait(on_signal);
+
+  // The JWKS file is also reread every 30 s: on Kubernetes it is a ConfigMap volume that
+  // the kubelet updates in place, and no one sends SIGHUP.
+  std::function<void(const boost::system::error_code&)> on_jwks_timer = [&](const boost::system::error_code& ec) {
+    if (ec) return;
+    const auto before = context->jwks->keys();
+    if (auto reloaded = context->jwks->reload(); !reloaded) {
+      logging::error("jwks_reload_failed", {{"error", reloaded.error().detail}});
+    } else if (*context->jwks->keys() != *before) {
+      logging::info("jwks_reloaded", {{"trigger", "file_changed"}});
+    }
+    jwks_timer.expires_after(std::chrono::seconds(30));
+    jwks_timer.async_wait(on_jwks_timer);
+  };
+  jwks_timer.expires_after(std::chrono::seconds(30));
+  jwks_timer.async_wait(on_jwks_timer);
 
   std::vector<std::thread> threads;
   for (int i = 1; i < io_threads; ++i) threads.emplace_back([&io] { io.run(); });

@@ -111,8 +111,16 @@ TEST_F(ConfigTest, DirectoryWithoutOwnerWriteIsRejected) {
   expect_failure(ConfigError::permissions, "LICENSING_ENCLAVE_DIR");
 }
 
-TEST_F(ConfigTest, MissingDirectoryIsRejected) {
-  variables_["LICENSING_ENCLAVE_DIR"] = (temp_.path() / "absent").string();
+TEST_F(ConfigTest, MissingDirectoryIsCreatedPrivate) {
+  const auto missing = directory_ / "private";
+  variables_["LICENSING_ENCLAVE_DIR"] = missing.string();
+  auto config = load();
+  ASSERT_TRUE(config.has_value()) << config.error().detail;
+  EXPECT_EQ(fs::status(missing).permissions(), fs::perms::owner_all);
+}
+
+TEST_F(ConfigTest, DirectoryWithoutParentIsRejected) {
+  variables_["LICENSING_ENCLAVE_DIR"] = (directory_ / "absent" / "private").string();
   expect_failure(ConfigError::not_found, "LICENSING_ENCLAVE_DIR");
 }
 
