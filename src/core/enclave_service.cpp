@@ -141,12 +141,17 @@ Result<std::string, EnclaveError> EnclaveManager::launch(const store::Enclave& e
   config.issuer = token_policy_.issuer;
   config.jwks_json = keys_.get()->jwks().dump();
   config.ca_bundle_pem = authority_.root_pem();
+  if (!config.ca_bundle_pem.ends_with('\n')) config.ca_bundle_pem += '\n';
+  config.ca_bundle_pem += policy_.extra_ca_bundle_pem;
   config.require_client_certificate = policy_.require_client_certificate;
 
   const auto now = SystemClock::now();
   // An instance that never passed its health check may have died before it stored the
   // certificate it was issued, so it gets a fresh bootstrap credential too.
-  const bool has_valid_certificate = enclave.certificate_not_after && *enclave.certificate_not_after > now;
+  // An instance whose private directory does not outlive it (a pod's in-memory volume)
+  // always starts without a key, so it always needs one.
+  const bool has_valid_certificate = enclave.certificate_not_after && *enclave.certificate_not_after > now &&
+                                     provisioner_.keeps_private_directory();
   const bool confirmed = enclave.state != store::EnclaveState::requested && enclave.state != store::EnclaveState::starting;
   if (!has_valid_certificate || !confirmed) {
     NewCredential credential = make_credential();

@@ -56,6 +56,9 @@ struct EnclavePolicy {
   int max_restarts = 3;  // a live instance that dies more often than this is marked failed
   bool require_client_certificate = true;
   std::filesystem::path ca_root_file;  // the root the health check trusts (PEM)
+  // Roots appended to the instances' CA bundle (PEM), such as the root behind a
+  // cert-manager Issuer, so that an instance accepts the chain that issuer returns.
+  std::string extra_ca_bundle_pem;
 };
 
 class EnclaveManager {

@@ -56,6 +56,7 @@ struct CoreOptions {
   std::string database_url;
   std::string provisioner = "local";
   std::string certificate_issuer = "builtin";
+  std::string enclave_ca_bundle;
   licensing::core::kubernetes::KubernetesOptions kubernetes;
   fs::path enclave_binary;  // empty: "enclave" beside this program
   fs::path enclave_root;    // empty: DATA_DIR/enclaves
@@ -228,6 +229,7 @@ int serve(const CoreOptions& options) {
   enclave_policy.ready_deadline = std::chrono::seconds(options.enclave_ready_deadline_seconds);
   enclave_policy.ca_root_file = options.data_dir / "ca" / "root.pem";
   enclave_policy.require_client_certificate = options.enclave_client_certificates == "required";
+  if (!options.enclave_ca_bundle.empty()) enclave_policy.extra_ca_bundle_pem = read_file(options.enclave_ca_bundle);
   // Every enclave certificate is measured with the digest of the program that holds its key.
   licensing::core::AttestationConfig attestation_config;
   attestation_config.state_directory = options.data_dir / "tpm";
@@ -345,6 +347,9 @@ int main(int argc, char** argv) {
                  "to --cert-manager-issuer)")
       ->check(CLI::IsMember({"builtin", "cert-manager"}))
       ->capture_default_str();
+  app.add_option("--enclave-ca-bundle", options.enclave_ca_bundle,
+                 "Extra root certificates (PEM) for the enclaves' CA bundle, such as the root behind the "
+                 "cert-manager Issuer, so that enclaves accept the chains it signs");
   licensing::core::kubernetes::add_kubernetes_options(app, options.kubernetes);
   app.add_option("--enclave-binary", options.enclave_binary, "The enclave program (default: enclave beside licensing-core)");
   app.add_option("--enclave-root", options.enclave_root, "Parent of the enclaves' private directories (default: DATA_DIR/enclaves)");

@@ -66,6 +66,9 @@ class Provisioner {
   virtual std::string endpoint(std::string_view enclave_id, std::uint16_t port) const = 0;
   // IP addresses to name in the enclave's certificate besides its DNS name.
   virtual std::vector<std::string> certificate_ip_addresses() const = 0;
+  // Whether an instance started again finds the private directory (key, certificate) of
+  // the one before. When it does not, every start gets a bootstrap credential.
+  virtual bool keeps_private_directory() const { return true; }
 };
 
 }  // namespace licensing::core

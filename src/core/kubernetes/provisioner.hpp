@@ -86,6 +86,8 @@ class KubernetesProvisioner final : public Provisioner {
   std::string endpoint(std::string_view enclave_id, std::uint16_t port) const override;
   // None: clients reach an instance by its DNS name through the Ingress.
   std::vector<std::string> certificate_ip_addresses() const override;
+  // A new pod starts with an empty in-memory volume.
+  bool keeps_private_directory() const override { return false; }
 
   // The manifests start() sends, for tests and for review.
   nlohmann::json pod_manifest(const InstanceConfig& config) const;
