@@ -13,6 +13,7 @@
 #include <iostream>
 #include <vector>
 
+#include "common/logging.hpp"
 #include "tpm/attestation_key.hpp"
 #include "tpm/swtpm_process.hpp"
 #include "tpm/tpm_context.hpp"
@@ -24,6 +25,7 @@ int main(int argc, char** argv) {
   app.add_option("--state", state, "licensing-core's DATA_DIR/tpm (the core must be stopped)")->required();
   app.add_option("--count", count, "Quotes to time")->check(CLI::Range(1, 100000));
   CLI11_PARSE(app, argc, argv);
+  licensing::logging::init("bench_quote", "warn");  // stdout carries only the result
 
   licensing::tpm::SwtpmOptions options;
   options.state_directory = std::filesystem::path(state) / "swtpm";
