@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <regex>
 #include <cstdlib>
 #include <fstream>
 #include <sstream>
@@ -96,8 +97,14 @@ Result<TrustStore, std::string> TrustStore::load(const fs::path& file) {
     if (json.contains("boot_pcrs")) {
       const nlohmann::json& pcrs = json.at("boot_pcrs");
       if (!pcrs.is_object()) throw std::invalid_argument("boot_pcrs is not an object");
+      static const std::regex index_form("[0-9]{1,2}");
+      static const std::regex value_form("[0-9a-f]{64}");
       for (auto item = pcrs.begin(); item != pcrs.end(); ++item) {
-        store.boot_pcrs[static_cast<std::uint32_t>(std::stoul(item.key()))] = item.value().get<std::string>();
+        const std::string value = item.value().get<std::string>();
+        if (!std::regex_match(item.key(), index_form) || std::stoul(item.key()) > 23 || !std::regex_match(value, value_form)) {
+          throw std::invalid_argument("boot_pcrs maps a PCR index (0 to 23) to 64 lowercase hex digits");
+        }
+        store.boot_pcrs[static_cast<std::uint32_t>(std::stoul(item.key()))] = value;
       }
     }
   } catch (const std::exception& error) {

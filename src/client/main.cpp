@@ -23,6 +23,7 @@
 #include "client/attestation.hpp"
 #include "client/https_client.hpp"
 #include "common/base64url.hpp"
+#include "common/json.hpp"
 #include "crypto/openssl.hpp"
 #include "common/secret.hpp"
 #include "crypto/ca.hpp"
@@ -423,7 +424,10 @@ AttestedEnclave attest(GlobalOptions& options, const fs::path& session_file, con
     report_problem(response);
     throw std::runtime_error("the server did not attest enclave " + id);
   }
-  const auto evidence = nlohmann::json::parse(response.body, nullptr, false);
+  // The same strict parser as the gateway's: duplicate members or deep nesting are errors.
+  auto parsed = licensing::json::parse_strict(response.body, 16);
+  if (!parsed) throw std::runtime_error("the attestation document is not valid JSON: " + parsed.error().detail);
+  const nlohmann::json evidence = std::move(*parsed);
   const licensing::client::EnclaveExpectation expected{id, parsed_endpoint.host, nonce, std::chrono::system_clock::now()};
   attested.report = licensing::client::verify_enclave_attestation(evidence, expected, *trust);
   const auto milliseconds = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - started).count();

@@ -230,6 +230,10 @@ int serve(const CoreOptions& options) {
   enclave_policy.ca_root_file = options.data_dir / "ca" / "root.pem";
   enclave_policy.require_client_certificate = options.enclave_client_certificates == "required";
   if (!options.enclave_ca_bundle.empty()) enclave_policy.extra_ca_bundle_pem = read_file(options.enclave_ca_bundle);
+  // tpm2-tss prints its own error lines on stderr; the errors reach our JSON log instead,
+  // with the decoded return code, so its logging is off unless TSS2_LOG is set.
+  ::setenv("TSS2_LOG", "all+NONE", 0);
+
   // Every enclave certificate is measured with the digest of the program that holds its key.
   licensing::core::AttestationConfig attestation_config;
   attestation_config.state_directory = options.data_dir / "tpm";
