@@ -55,7 +55,9 @@ struct EnclavePolicy {
   std::chrono::seconds health_timeout{2};
   int max_restarts = 3;  // a live instance that dies more often than this is marked failed
   bool require_client_certificate = true;
-  std::filesystem::path ca_root_file;  // the root the health check trusts (PEM)
+  std::filesystem::path ca_root_file;  // the built-in root (PEM); health-check client keys go beside it
+  // The roots the health check trusts (PEM); empty means ca_root_file.
+  std::filesystem::path health_ca_bundle_file;
   // Roots appended to the instances' CA bundle (PEM), such as the root behind a
   // cert-manager Issuer, so that an instance accepts the chain that issuer returns.
   std::string extra_ca_bundle_pem;

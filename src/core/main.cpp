@@ -229,7 +229,16 @@ int serve(const CoreOptions& options) {
   enclave_policy.ready_deadline = std::chrono::seconds(options.enclave_ready_deadline_seconds);
   enclave_policy.ca_root_file = options.data_dir / "ca" / "root.pem";
   enclave_policy.require_client_certificate = options.enclave_client_certificates == "required";
-  if (!options.enclave_ca_bundle.empty()) enclave_policy.extra_ca_bundle_pem = read_file(options.enclave_ca_bundle);
+  if (!options.enclave_ca_bundle.empty()) {
+    // The health check trusts the same roots as the enclaves: the built-in one and these.
+    enclave_policy.extra_ca_bundle_pem = read_file(options.enclave_ca_bundle);
+    std::string bundle = (*authority)->root_pem();
+    if (!bundle.ends_with('\n')) bundle += '\n';
+    bundle += enclave_policy.extra_ca_bundle_pem;
+    enclave_policy.health_ca_bundle_file = options.data_dir / "ca" / "enclave-roots.pem";
+    auto written = licensing::crypto::ossl::write_file_atomically(enclave_policy.health_ca_bundle_file, bundle, 0644);
+    if (!written) throw std::runtime_error("cannot write " + enclave_policy.health_ca_bundle_file.string() + ": " + written.error().detail);
+  }
   // tpm2-tss prints its own error lines on stderr; the errors reach our JSON log instead,
   // with the decoded return code, so its logging is off unless TSS2_LOG is set.
   ::setenv("TSS2_LOG", "all+NONE", 0);

@@ -91,7 +91,10 @@ bool EnclaveManager::is_healthy(const store::Enclave& enclave) {
   client::HttpRequest request;
   request.url = provisioner_.endpoint(enclave.id, enclave.port) + "/healthz";
   client::HttpOptions options;
-  options.ca_bundle_file = policy_.ca_root_file.string();
+  // NOTE: the check connects to the endpoint clients use; on Kubernetes that is the
+  // public ingress host, so the core's pod must be able to resolve and reach it.
+  options.ca_bundle_file =
+      (policy_.health_ca_bundle_file.empty() ? policy_.ca_root_file : policy_.health_ca_bundle_file).string();
   options.timeout = policy_.health_timeout;
   if (policy_.require_client_certificate) {
     const auto files = health_client_files(enclave.owner_id);

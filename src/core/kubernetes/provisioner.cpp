@@ -280,9 +280,8 @@ Result<std::string, ProvisionError> KubernetesProvisioner::start(const InstanceC
     dependents = create_dependent(core_path("secrets"), secret_manifest(config, owner), uid);
   } else if (dependents) {
     // A Secret left by an earlier Pod contains a used credential. It must not be mounted.
-    // NOTE: a new Pod starts with an empty in-memory private directory, so without a
-    // bootstrap credential it cannot get a certificate. The core passes none to an
-    // enclave whose certificate is still valid.
+    // The core passes a credential on every start (keeps_private_directory() is false),
+    // so this branch means a caller outside the core.
     logging::warn("enclave_instance_without_credential", {{"enclave_id", config.enclave_id}});
     dependents = delete_object(core_path("secrets"), names->secret);
   }

@@ -79,8 +79,8 @@ class KubernetesProvisioner final : public Provisioner {
   std::vector<std::string> running_instances() override;
   // Replaces jwks.json in the enclave's ConfigMap (GET, then PUT with its
   // resourceVersion, again on 409).
-  // NOTE: the kubelet refreshes the mounted file after its sync period, but the enclave
-  // rereads it only on SIGHUP, which nothing sends in a Pod. The enclave must poll it.
+  // The kubelet refreshes the mounted file after its sync period, and the enclave rereads
+  // it every 30 s, so a new key reaches it within that sync period plus 30 s.
   Result<void, ProvisionError> publish_jwks(std::string_view enclave_id, const std::string& jwks_json) override;
   // https://enclave-<uuid>.<enclave domain>:443; the port is ignored.
   std::string endpoint(std::string_view enclave_id, std::uint16_t port) const override;
