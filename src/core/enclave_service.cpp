@@ -395,7 +395,7 @@ Result<licensing::v1::SignEnclaveCsrResponse, EnclaveError> EnclaveManager::sign
   }
 
   // A certificate that cannot be measured is never handed out. Its credential is used up,
-  // so the reconciler restarts the enclave with a new one once its ready deadline passes.
+  // so the enclave ends failed and its owner creates a new one once the TPM is back.
   auto leaf = crypto::ossl::certificate_from_pem(issued->certificate_pem);
   if (!leaf) return fail(EnclaveError::internal, "the issued certificate does not parse");
   auto der = crypto::ossl::certificate_to_der(leaf->get());

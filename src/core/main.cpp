@@ -186,14 +186,16 @@ int serve(const CoreOptions& options) {
     throw std::runtime_error("cannot migrate the database: " + migrated.error().detail);
   }
 
-  // Where enclaves run, and what the measurement names as the program that holds their keys:
+  // Where enclaves run, and what the measurement names as the program that has their keys:
   // the enclave binary's SHA-256 for local processes, the image digest on Kubernetes.
   std::unique_ptr<licensing::core::Provisioner> provisioner;
   std::function<std::string()> image_sha256;
   if (options.provisioner == "kubernetes") {
-    auto made = licensing::core::kubernetes::make_provisioner(options.kubernetes);
-    if (!made) throw std::runtime_error("cannot set up the Kubernetes provisioner: " + made.error().detail);
-    provisioner = std::move(*made);
+    auto kubernetes_provisioner = licensing::core::kubernetes::make_provisioner(options.kubernetes);
+    if (!kubernetes_provisioner) {
+      throw std::runtime_error("cannot set up the Kubernetes provisioner: " + kubernetes_provisioner.error().detail);
+    }
+    provisioner = std::move(*kubernetes_provisioner);
     image_sha256 = [digest = licensing::core::kubernetes::image_sha256(options.kubernetes.enclave_image)] { return digest; };
   } else {
     licensing::core::LocalProvisionerConfig provisioner_config;
@@ -211,12 +213,12 @@ int serve(const CoreOptions& options) {
     provisioner = std::make_unique<licensing::core::LocalProvisioner>(provisioner_config);
   }
 
-  // Who signs enclave certificates: the built-in CA, or cert-manager with the CSR only.
+  // The signer of enclave certificates: the built-in CA, or cert-manager with the CSR only.
   std::unique_ptr<licensing::core::EnclaveIssuer> issuer;
   if (options.certificate_issuer == "cert-manager") {
-    auto made = licensing::core::kubernetes::make_cert_manager_issuer(options.kubernetes);
-    if (!made) throw std::runtime_error("cannot set up the cert-manager issuer: " + made.error().detail);
-    issuer = std::move(*made);
+    auto cert_manager = licensing::core::kubernetes::make_cert_manager_issuer(options.kubernetes);
+    if (!cert_manager) throw std::runtime_error("cannot set up the cert-manager issuer: " + cert_manager.error().detail);
+    issuer = std::move(*cert_manager);
   } else {
     issuer = std::make_unique<licensing::core::BuiltinIssuer>(**authority);
   }

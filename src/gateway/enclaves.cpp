@@ -178,7 +178,7 @@ struct EnclavesApi::Impl {
   }
 
   // GET /v1/enclaves/{id}/attestation?nonce=: the TPM quote that binds the enclave's
-  // current certificate, as the attestation document of DESIGN.md.
+  // current certificate, as the attestation document of docs/attestation.md.
   awaitable<Response> attestation(Request& request) {
     auto caller = caller_and_id(request);
     if (!caller) co_return caller.error();
