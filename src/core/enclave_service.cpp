@@ -132,7 +132,7 @@ Result<store::Enclave, EnclaveError> EnclaveManager::find_owned(const std::strin
   return std::move(**found);
 }
 
-Result<std::string, EnclaveError> EnclaveManager::launch(const store::Enclave& enclave) {
+Result<std::string, EnclaveError> EnclaveManager::launch(const store::Enclave& enclave, bool was_ready) {
   InstanceConfig config;
   config.enclave_id = enclave.id;
   config.owner_id = enclave.owner_id;
@@ -152,7 +152,8 @@ Result<std::string, EnclaveError> EnclaveManager::launch(const store::Enclave& e
   // always starts without a key, so it always needs one.
   const bool has_valid_certificate = enclave.certificate_not_after && *enclave.certificate_not_after > now &&
                                      provisioner_.keeps_private_directory();
-  const bool confirmed = enclave.state != store::EnclaveState::requested && enclave.state != store::EnclaveState::starting;
+  const bool confirmed =
+      was_ready || (enclave.state != store::EnclaveState::requested && enclave.state != store::EnclaveState::starting);
   if (!has_valid_certificate || !confirmed) {
     NewCredential credential = make_credential();
     if (credential.credential.empty()) return fail(EnclaveError::internal, "the random number generator failed");

@@ -113,7 +113,8 @@ class EnclaveManager {
   Result<store::Enclave, EnclaveError> find_owned(const std::string& owner_id, const std::string& enclave_id);
   // Starts the instance of `enclave`, with a new bootstrap credential when it has no
   // valid certificate. Returns the instance name.
-  Result<std::string, EnclaveError> launch(const store::Enclave& enclave);
+  // `was_ready`: the instance passed its health check before, so it stored its certificate.
+  Result<std::string, EnclaveError> launch(const store::Enclave& enclave, bool was_ready = false);
   Result<store::Enclave, EnclaveError> fail_enclave(const store::Enclave& enclave, const std::string& reason);
   Result<store::Enclave, EnclaveError> finish_delete(store::Enclave enclave);
   bool is_healthy(const store::Enclave& enclave);

@@ -200,7 +200,9 @@ void EnclaveManager::reconcile_one(const store::Enclave& enclave, const std::set
       if (!starting) return;
       current = std::move(*starting);
     }
-    auto instance = launch(current);
+    // A ready instance stored its certificate, so its restart gets no new bootstrap
+    // credential: an unused one would lie in its directory for its whole lifetime.
+    auto instance = launch(current, enclave.state == EnclaveState::ready);
     if (!instance) {
       static_cast<void>(fail_enclave(current, instance.error().detail));
       return;

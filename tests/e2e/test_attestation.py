@@ -5,6 +5,7 @@ licensectl's verifier, its trust store and the attested call are driven as a use
 import base64
 import hashlib
 import os
+import pathlib
 import shutil
 import socket
 import ssl
@@ -416,3 +417,38 @@ def test_embedded_swtpm_restarted_after_it_dies(api, stack, owned_enclave):
     assert new_pid != pid
     # The restarted TPM's PCR 23 was empty; the core extended the log again.
     verify_independently(response.json(), nonce, enclave["id"], presented_certificate(owned_enclave["client"]))
+
+
+def enclave_pid(stack, enclave_id):
+    for pid in stack.enclave_pids():
+        try:
+            environ = pathlib.Path(f"/proc/{pid}/environ").read_bytes()
+        except OSError:
+            continue
+        if f"LICENSING_ENCLAVE_ID={enclave_id}".encode() in environ.split(b"\0"):
+            return pid
+    return None
+
+
+def test_restarted_ready_enclave_gets_no_bootstrap_credential(api, stack, owned_enclave):
+    """A ready enclave that dies comes back with its stored certificate; no unused bootstrap
+    credential is left in its directory, and it attests with the same certificate."""
+    enclave = owned_enclave["enclave"]
+    before = presented_certificate(owned_enclave["client"])
+    pid = enclave_pid(stack, enclave["id"])
+    assert pid is not None
+    os.kill(pid, 9)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        new_pid = enclave_pid(stack, enclave["id"])
+        state = api.get(f"/v1/enclaves/{enclave['id']}", headers=owned_enclave["headers"]).json()["state"]
+        if new_pid not in (None, pid) and state == "ready":
+            break
+        time.sleep(0.2)
+    assert new_pid not in (None, pid)
+    assert state == "ready"
+    assert not (stack.core_dir / "enclaves" / enclave["id"] / "bootstrap").exists()
+    assert presented_certificate(owned_enclave["client"]) == before
+    nonce = os.urandom(32)
+    document = attestation(api, enclave["id"], owned_enclave["headers"], nonce).json()
+    verify_independently(document, nonce, enclave["id"], before)
