@@ -222,6 +222,17 @@ Result<void, MeasurementError> TpmAttestation::on_enclave_certificate(const Issu
   return {};
 }
 
+Result<void, MeasurementError> TpmAttestation::ready() {
+  std::lock_guard lock(mutex_);
+  auto attestor = this->attestor();
+  if (!attestor) {
+    note_failure(attestor.error());
+    return fail(MeasurementError::unavailable, std::string(tpm::to_string(attestor.error().code)) + ": " +
+                                                   attestor.error().detail);
+  }
+  return {};
+}
+
 tpm::TpmResult<nlohmann::json> TpmAttestation::attest(const std::string& enclave_id,
                                                       std::span<const std::uint8_t> nonce) {
   if (nonce.size() < tpm::min_nonce_size || nonce.size() > tpm::max_nonce_size) {

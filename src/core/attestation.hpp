@@ -56,6 +56,8 @@ class TpmAttestation final : public CertificateObserver {
   ~TpmAttestation() override;
 
   Result<void, MeasurementError> on_enclave_certificate(const IssuedEnclaveCertificate& issued) override;
+  // Opens the TPM when an earlier call lost it; unavailable when it cannot be opened.
+  Result<void, MeasurementError> ready() override;
 
   // The attestation document for `enclave_id`'s current certificate, bound to `nonce`.
   // invalid_argument: a nonce outside 16 to 64 bytes, or no certificate yet.

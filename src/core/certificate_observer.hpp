@@ -30,6 +30,9 @@ class CertificateObserver {
   // Records the certificate before it is returned to the enclave. An error withholds the
   // certificate, so an enclave never serves one that was not recorded.
   virtual Result<void, MeasurementError> on_enclave_certificate(const IssuedEnclaveCertificate& issued) = 0;
+  // Checks that a measurement can be recorded now, before a single-use credential is spent
+  // on a certificate that would then be withheld.
+  virtual Result<void, MeasurementError> ready() { return {}; }
 };
 
 // Records nothing.

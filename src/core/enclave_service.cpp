@@ -350,6 +350,13 @@ Result<licensing::v1::SignEnclaveCsrResponse, EnclaveError> EnclaveManager::sign
   if (auto checked = check_p256_csr(csr_pem); !checked) return std::unexpected(checked.error());
   if (!is_credential_shaped(credential)) return fail(EnclaveError::unauthenticated, "invalid enclave credential");
 
+  // A TPM that cannot record the measurement now answers 503 before the credential is
+  // spent, so the enclave retries with the same credential once the TPM is back.
+  if (auto ready = observer_.ready(); !ready) {
+    logging::warn("enclave_certificate_deferred", {{"enclave_id", enclave_id}, {"detail", ready.error().detail}});
+    return fail(EnclaveError::unavailable, "the certificate cannot be measured now: " + ready.error().detail);
+  }
+
   const auto now = SystemClock::now();
   auto consumed = store_.consume_enclave_credential(credential_hash(credential), enclave_id, now);
   if (!consumed) return store_failure(consumed.error());
@@ -395,8 +402,9 @@ Result<licensing::v1::SignEnclaveCsrResponse, EnclaveError> EnclaveManager::sign
                 std::string(to_string(code)));
   }
 
-  // A certificate that cannot be measured is never handed out. Its credential is used up,
-  // so the enclave ends failed and its owner creates a new one once the TPM is back.
+  // A certificate that cannot be measured is never handed out. The TPM was checked before
+  // the credential was spent, so this happens only when it fails in between; the
+  // credential is then used up and the enclave ends failed.
   auto leaf = crypto::ossl::certificate_from_pem(issued->certificate_pem);
   if (!leaf) return fail(EnclaveError::internal, "the issued certificate does not parse");
   auto der = crypto::ossl::certificate_to_der(leaf->get());

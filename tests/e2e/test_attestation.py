@@ -335,6 +335,14 @@ def test_unreachable_tpm_is_503_and_recovers(start_stack, work_dir):
             metrics = client.get("/metrics").text
             assert 'licensing_attestation_failures_total{reason="tpm_unreachable"}' in metrics
 
+            # An enclave created while the TPM is away cannot have its certificate measured:
+            # its CSR gets 503 before the credential is spent, and it retries.
+            _, _, _, waiting_headers = new_user_session(client)
+            waiting = client.post("/v1/enclaves", headers=waiting_headers)
+            assert waiting.status_code == 201, waiting.text
+            time.sleep(2)
+            assert client.get(f"/v1/enclaves/{waiting.json()['id']}", headers=waiting_headers).json()["state"] == "starting"
+
             # The TPM comes back (after a restart, so its PCRs are empty): the core opens it
             # again, extends the log anew, and quotes that verify.
             swtpm = start_swtpm(state, port)
@@ -350,6 +358,16 @@ def test_unreachable_tpm_is_503_and_recovers(start_stack, work_dir):
             document = again.json()
             leaf = x509.load_pem_x509_certificate(document["certificate_chain_pem"][0].encode())
             verify_independently(document, nonce, enclave["id"], leaf.public_bytes(serialization.Encoding.DER))
+
+            # The waiting enclave's retry succeeds with its first credential.
+            deadline = time.monotonic() + 25
+            while time.monotonic() < deadline:
+                state = client.get(f"/v1/enclaves/{waiting.json()['id']}", headers=waiting_headers).json()["state"]
+                if state != "starting":
+                    break
+                time.sleep(0.3)
+            assert state == "ready"
+            assert attestation(client, waiting.json()["id"], waiting_headers, os.urandom(32)).status_code == 200
         tpm_stack.stop()
     finally:
         swtpm.terminate()
