@@ -52,6 +52,12 @@ class EnclaveIssuer {
   // Signs a TLS server certificate for `request`. The returned chain starts with the
   // leaf. May block until the issuer answers or its timeout passes. Thread-safe.
   virtual Result<crypto::IssuedCertificate, IssuerError> issue(const EnclaveCertificateRequest& request) = 0;
+  // Checks the CSR against the request without signing, so that the core can reject it
+  // before the enclave's credential is spent. The default accepts everything.
+  virtual Result<void, IssuerError> check(const EnclaveCertificateRequest& request) {
+    static_cast<void>(request);
+    return {};
+  }
 };
 
 // Signs with the built-in CA, which takes the names from the request and ignores the

@@ -342,6 +342,22 @@ Result<licensing::v1::MintAccessTokenResponse, EnclaveError> EnclaveManager::min
   return response;
 }
 
+EnclaveCertificateRequest EnclaveManager::certificate_request(const store::Enclave& enclave, const std::string& csr_pem) const {
+  EnclaveCertificateRequest request;
+  request.enclave_id = enclave.id;
+  request.csr_pem = csr_pem;
+  request.dns_names = {enclave_dns_name(enclave.id)};
+  request.ip_addresses = provisioner_.certificate_ip_addresses();
+  // Clients check that the certificate names the host of the endpoint they connect to:
+  // an ingress host name on Kubernetes, an address (already listed) for local processes.
+  if (const auto host = endpoint_host(provisioner_.endpoint(enclave.id, enclave.port));
+      !host.empty() && host.find_first_not_of("0123456789.:[]") != std::string::npos && host != request.dns_names.front()) {
+    request.dns_names.push_back(host);
+  }
+  request.lifetime = policy_.certificate_lifetime;
+  return request;
+}
+
 Result<licensing::v1::SignEnclaveCsrResponse, EnclaveError> EnclaveManager::sign_csr(const std::string& enclave_id,
                                                                                      const std::string& credential,
                                                                                      const std::string& csr_pem,
@@ -355,6 +371,15 @@ Result<licensing::v1::SignEnclaveCsrResponse, EnclaveError> EnclaveManager::sign
   if (auto ready = observer_.ready(); !ready) {
     logging::warn("enclave_certificate_deferred", {{"enclave_id", enclave_id}, {"detail", ready.error().detail}});
     return fail(EnclaveError::unavailable, "the certificate cannot be measured now: " + ready.error().detail);
+  }
+
+  // An issuer that takes the names from the CSR checks them before the credential is spent,
+  // so a CSR with wrong names does not cost the enclave its single-use credential.
+  if (auto known = store_.find_enclave(enclave_id); known && *known) {
+    if (auto checked = issuer_->check(certificate_request(**known, csr_pem)); !checked) {
+      logging::warn("enclave_csr_rejected", {{"enclave_id", enclave_id}, {"detail", checked.error().detail}});
+      return fail(EnclaveError::invalid_argument, checked.error().detail);
+    }
   }
 
   const auto now = SystemClock::now();
@@ -380,18 +405,7 @@ Result<licensing::v1::SignEnclaveCsrResponse, EnclaveError> EnclaveManager::sign
     return fail(EnclaveError::not_ready, "the enclave is not starting or ready");
   }
 
-  EnclaveCertificateRequest request;
-  request.enclave_id = enclave_id;
-  request.csr_pem = csr_pem;
-  request.dns_names = {enclave_dns_name(enclave_id)};
-  request.ip_addresses = provisioner_.certificate_ip_addresses();
-  // Clients check that the certificate names the host of the endpoint they connect to:
-  // an ingress host name on Kubernetes, an address (already listed) for local processes.
-  if (const auto host = endpoint_host(provisioner_.endpoint(enclave_id, (*enclave)->port));
-      !host.empty() && host.find_first_not_of("0123456789.:[]") != std::string::npos && host != request.dns_names.front()) {
-    request.dns_names.push_back(host);
-  }
-  request.lifetime = policy_.certificate_lifetime;
+  const EnclaveCertificateRequest request = certificate_request(**enclave, csr_pem);
   auto issued = issuer_->issue(request);
   if (!issued) {
     logging::error("enclave_certificate_failed", {{"enclave_id", enclave_id}, {"detail", issued.error().detail}});

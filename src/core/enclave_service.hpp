@@ -114,6 +114,8 @@ class EnclaveManager {
   // Starts the instance of `enclave`, with a new bootstrap credential when it has no
   // valid certificate. Returns the instance name.
   // `was_ready`: the instance passed its health check before, so it stored its certificate.
+  // The names and lifetime the core chooses for an enclave's certificate.
+  EnclaveCertificateRequest certificate_request(const store::Enclave& enclave, const std::string& csr_pem) const;
   Result<std::string, EnclaveError> launch(const store::Enclave& enclave, bool was_ready = false);
   Result<store::Enclave, EnclaveError> fail_enclave(const store::Enclave& enclave, const std::string& reason);
   Result<store::Enclave, EnclaveError> finish_delete(store::Enclave enclave);

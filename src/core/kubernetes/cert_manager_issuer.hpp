@@ -37,6 +37,8 @@ class CertManagerIssuer final : public EnclaveIssuer {
   // then status.ca, as the chain. Denied, InvalidRequest and Ready=False with reason
   // Failed are IssuerError::denied with cert-manager's message.
   Result<crypto::IssuedCertificate, IssuerError> issue(const EnclaveCertificateRequest& request) override;
+  // The name check of issue(), without a CertificateRequest.
+  Result<void, IssuerError> check(const EnclaveCertificateRequest& request) override { return check_csr_names(request); }
 
  private:
   std::string collection_path() const;

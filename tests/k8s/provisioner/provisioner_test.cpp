@@ -946,6 +946,14 @@ TEST_F(CertManagerIssuerTest, EnclaveManagerSignsThroughCertManager) {
   // The CSR names the internal name and the ingress host, which cert-manager copies.
   const std::string dns_name = licensing::core::enclave_dns_name(enclave->id);
   const std::string ingress_host = "enclave-" + enclave->id + ".enclaves.example.test";
+
+  // A CSR for another name is rejected before the credential is spent: no request reaches
+  // cert-manager, and the same credential works for the right CSR below.
+  auto wrong = manager.sign_csr(enclave->id, credential, make_csr(dns_name, {dns_name, "other.example.test"}));
+  ASSERT_FALSE(wrong);
+  EXPECT_EQ(wrong.error().code, licensing::core::EnclaveError::invalid_argument);
+  EXPECT_TRUE(requests_matching("POST", "/certificaterequests").empty());
+
   auto signed_csr = manager.sign_csr(enclave->id, credential, make_csr(dns_name, {dns_name, ingress_host}));
 
   ASSERT_TRUE(signed_csr) << signed_csr.error().detail;
